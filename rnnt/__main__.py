@@ -1,0 +1,5 @@
+import sys
+
+from rnnt.cli import main
+
+sys.exit(main())

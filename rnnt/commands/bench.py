@@ -1,0 +1,77 @@
+"""`rnnt bench`: real-time factor, peak memory, model load time and partial-result latency of a bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """\
+Stream each utterance of a manifest through the runtime on one thread, feeding audio in small blocks as a live
+application would, and print: real-time factor (processing seconds per audio second; median over utterances
+and overall), peak memory (peak RSS), model load time, and the delay from the end of each word in the audio to
+its first appearance in a partial result (median and 90th percentile; also with the processing time added).
+Without --manifest, 10 s of synthetic audio is used (no latency figures unless words are recognized).
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        name,
+        help="measure speed, memory, load time and latency of a model bundle",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", metavar="BUNDLE", help="model bundle (.tflite); default: the packaged model")
+    p.add_argument("--manifest", metavar="M", help="JSONL manifest of test audio; default: synthetic audio")
+    p.add_argument("--beam", type=_positive_int, default=4, help="beam width, 1 for greedy (default 4)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="TFLite threads (default 1)")
+    p.add_argument("--feed-ms", type=_positive_float, default=10.0, help="audio block size fed at a time (default 10 ms)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N utterances")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (with per-utterance figures)")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from rnnt.audio import AudioError
+    from rnnt.benchmark import run_benchmark
+    from rnnt.bundle import BundleError
+    from rnnt.cli import UsageError
+    from rnnt.data.manifest import ManifestError
+    from rnnt.runtime import NoDefaultModelError
+
+    try:
+        report = run_benchmark(
+            args.model, args.manifest, beam=args.beam, num_threads=args.threads, feed_ms=args.feed_ms,
+            limit=args.limit,
+        )
+    except NoDefaultModelError as e:
+        raise UsageError(str(e)) from None
+    except (BundleError, ManifestError, AudioError) as e:
+        print(f"rnnt bench: error: {e}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as e:
+        print(f"rnnt bench: error: {e.filename or e}: no such file", file=sys.stderr)
+        return 1
+    print(report.to_json() if args.json else report.format())
+    return 0
