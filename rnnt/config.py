@@ -91,6 +91,10 @@ class ModelConfig:
             raise ValueError(
                 f"chunk_frames={self.chunk_frames} must be a multiple of the reduction {self.reduction}"
             )
+        if not -1 <= self.time_reduction_after < self.encoder_layers - 1:
+            raise ValueError(
+                f"time_reduction_after={self.time_reduction_after} must be -1 or name an encoder layer before the last"
+            )
         if self.vocab_size < 2:
             raise ValueError("vocab_size must count blank and at least one token")
 
@@ -99,7 +103,7 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and data settings for `rnnt train`."""
 
-    train_manifest: str = ""
+    train_manifest: str = ""  # a manifest, or a mix: "a.jsonl,b.jsonl@0.25" (see rnnt.data.mix)
     dev_manifest: str = ""
     tokenizer: str = ""  # path of a tokenizer model (.model for sentencepiece, .json for chars)
     batch_seconds: float = 200.0  # audio seconds per batch (length bucketing)
@@ -118,6 +122,8 @@ class TrainConfig:
     eval_utterances: int = 200
     log_every: int = 20
     spec_augment: bool = True
+    speed_perturb: bool = False  # speeds 0.9 / 1.0 / 1.1 on the fly
+    augment_share: float = 0.0  # share of utterances given noise/reverb/telephone/gain on the fly
     seed: int = 0
     qat_start_step: int = -1  # quantization-aware training from this step on; -1 for never
     model: ModelConfig = field(default_factory=ModelConfig)

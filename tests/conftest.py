@@ -1,8 +1,9 @@
 """Shared fixtures: tiny models and bundles, and a synthetic "tone speech" corpus they can recognize.
 
 Tone speech: every token is a tone of its own frequency (120-200 ms), tokens of one word are 40 ms apart and
-words 120-300 ms apart (never the same word twice in a row), so a tiny RNN-T learns it in a few hundred steps. The vocabulary is sentencepiece
-style: four word pieces ``▁lo ▁hi ▁mid ▁ka`` and a suffix ``s`` (``▁lo s`` -> "los").
+words 120-300 ms apart (never the same word twice in a row), so a tiny RNN-T learns it in a few hundred steps.
+The vocabulary is sentencepiece style: four word pieces ``▁lo ▁hi ▁mid ▁ka`` and a suffix ``s`` (``▁lo s`` ->
+"los"). Training mixes in digital silence (noise 0) and noise up to 0.06.
 
 Fixtures (session scope, built on first use):
 - `tiny_rnnt`: an untrained `RNNT` with `TINY_MODEL` (random weights; emits garbage).
@@ -179,6 +180,10 @@ def trained_rnnt(request):
         tmp = path + f".{os.getpid()}.tmp.npz"
         np.savez(tmp, *[v.numpy() for v in model.variables])
         os.replace(tmp, path)
+        folder = os.path.dirname(path)
+        for name in os.listdir(folder):  # weights of older recipes
+            if name.startswith("weights-") and name.endswith(".npz") and name != os.path.basename(path):
+                os.remove(os.path.join(folder, name))
     return model
 
 

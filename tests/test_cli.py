@@ -506,16 +506,28 @@ def test_stdin(trained_bundle, audio):
 
 def test_eval_prints_wer_cer_and_worst(trained_bundle, tone_manifest, capsys, tmp_path):
     results = tmp_path / "results.jsonl"
-    rc, out, err = cli(capsys, "eval", tone_manifest, "--model", trained_bundle, "--worst", "2", "--results", results, "-j", "2")
+    rc, out, err = cli(capsys, "eval", tone_manifest, "--model", trained_bundle, "--results", results, "-j", "2")
     assert rc == 0, err
     wer = float(re.search(r"^WER\s+([\d.]+) %", out, re.M).group(1))
     cer = float(re.search(r"^CER\s+([\d.]+) %", out, re.M).group(1))
     assert re.search(r"^RTF\s+[\d.]+", out, re.M)
+    assert re.search(r"^utterances\s+4$", out, re.M)
     assert wer < 30 and cer < 30  # the tone model knows its words
-    assert "2 worst utterances:" in out
-    assert len(re.findall(r"^    ref: ", out, re.M)) == 2 and len(re.findall(r"^    hyp: ", out, re.M)) == 2
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert len(rows) == 4 and {"id", "ref", "hyp", "wer", "cer"} <= set(rows[0])
+    # a wrong reference: 100 % WER on that utterance, shown as the worst
+    records = [json.loads(line) for line in open(tone_manifest)]
+    records[1]["text"] = "kas kas kas kas kas kas"
+    wrong = os.path.join(os.path.dirname(tone_manifest), "wrong.jsonl")
+    with open(wrong, "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+    rc, out, err = cli(capsys, "eval", wrong, "--model", trained_bundle, "--worst", "1")
+    assert rc == 0, err
+    assert float(re.search(r"^WER\s+([\d.]+) %", out, re.M).group(1)) > wer
+    worst = out.split("1 worst utterance:\n")[1].splitlines()
+    assert worst[0].split()[0] == records[1]["id"] and "WER 100.0 %" in worst[0]
+    assert worst[1] == "    ref: kas kas kas kas kas kas"
+    assert worst[2].startswith("    hyp: ") and len(worst) == 3
 
 
 def test_eval_bad_audio_and_bad_manifest(trained_bundle, tone_manifest, capsys, tmp_path):

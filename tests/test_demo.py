@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import tone_text, tone_utterance
+from conftest import tone_utterance
 from demo import dictation
 from demo.dictation import AudioUnavailable, Dictation, Display, FileSource, MicrophoneSource
 from rnnt.audio import resample

@@ -122,7 +122,7 @@ def test_size_holds_every_weight_and_signatures(exported):
     params = sum(int(np.prod(v.shape)) for v in model.variables)
     size = os.path.getsize(path)
     assert report.size_bytes == size and report.params == params
-    assert 4 * params <= size <= 4 * params * 1.6 + 60_000  # weights present, no duplication
+    assert 0.98 * 4 * params <= size <= 4 * params * 1.6 + 60_000  # weights present, no duplication
     info = read_bundle_info(path)
     sigs = {s.key: s for s in info.signatures}
     assert set(sigs) == {"encode", "predict", "joint"}

@@ -9,7 +9,8 @@ import soundfile as sf
 tf = pytest.importorskip("tensorflow")
 
 from rnnt.config import FeatureConfig  # noqa: E402
-from rnnt.data.augment import spec_augment, spec_augment_batch, speed_perturb  # noqa: E402
+from rnnt.corpus.augment import speed_perturb  # noqa: E402
+from rnnt.data.augment import spec_augment, spec_augment_batch  # noqa: E402
 from rnnt.data.manifest import Utterance  # noqa: E402
 from rnnt.data.pipeline import make_dataset, plan_batches  # noqa: E402
 
@@ -189,3 +190,11 @@ def test_spec_augment_batch_leaves_padding():
     assert (y == -1.0).any()
     for b, n in enumerate([50, 30, 10]):
         assert (y[b, :n] == -1.0).all(axis=0).sum() <= 10  # 2 frequency bands of width <= 5
+
+
+def test_on_the_fly_augmentation_is_deterministic(corpus):
+    plain = _all(_make(corpus, shuffle=False))
+    augmented = _all(_make(corpus, shuffle=False, augment_share=1.0))
+    assert _equal(augmented, _all(_make(corpus, shuffle=False, augment_share=1.0)))
+    assert not _equal(plain, augmented)
+    assert all(np.isfinite(b["features"]).all() for b in augmented)

@@ -166,3 +166,18 @@ def test_two_worker_processes(tmp_path):
     reader = tf.train.load_checkpoint(str(tmp_path / "run" / "checkpoints"))
     assert int(reader.get_tensor("batches_consumed/.ATTRIBUTES/VARIABLE_VALUE")) == 6
     assert not list((tmp_path / "run").glob(".worker*"))
+
+
+def test_quantization_aware_training_starts_and_resumes(tmp_path):
+    from quantize.qat import is_fake_quant_enabled
+    from rnnt.training.trainer import Trainer
+
+    cfg = make_run_inputs(tmp_path, steps=4, checkpoint_every=2, qat_start_step=2, dev_manifest="")
+    first = Trainer(cfg, str(tmp_path / "run"), progress=False)
+    assert first.train().step == 4 and is_fake_quant_enabled(first.model)
+    names = tf.train.list_variables(str(tmp_path / "run" / "checkpoints"))
+    assert any("input_quant" in name for name, _ in names)
+
+    second = Trainer(cfg, str(tmp_path / "run"), progress=False)
+    result = second.train(6)
+    assert result.step == 6 and np.isfinite(result.loss) and is_fake_quant_enabled(second.model)

@@ -69,6 +69,22 @@ def run(args) -> int:
     return 2
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (and SIGINT, which a background job ignores) stop the build like Ctrl-C: workers are
+    terminated, finished files stay, and the same command resumes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def run_build(args) -> int:
     import logging
 
@@ -76,6 +92,7 @@ def run_build(args) -> int:
     from rnnt.corpus.build import BuildConfig, build_corpus
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _stop_on_sigterm()
     kwargs = dict(output=args.output, hours=args.hours, seed=args.seed, jobs=args.jobs, shared=args.shared,
                   dev_sentences=args.dev_sentences, real=args.real, real_share=args.real_share,
                   real_copy=args.real_copy, max_real=args.max_real, real_dev_speakers=args.real_dev_speakers,

@@ -50,7 +50,7 @@ def _pct(rate: float) -> str:
 
 def _counts(c, unit: str) -> str:
     return (
-        f"({c.errors} errors in {c.reference_length} {unit}: {c.substitutions} substitutions, "
+        f"({c.errors} error{'s' if c.errors != 1 else ''} in {c.reference_length} {unit}: {c.substitutions} substitutions, "
         f"{c.deletions} deletions, {c.insertions} insertions)"
     )
 
@@ -133,12 +133,16 @@ def run(args) -> int:
     rtf = elapsed / audio_seconds if audio_seconds > 0 else float("nan")
     jobs = f"{args.jobs} job{'s' if args.jobs != 1 else ''}"
     print(f"RTF         {rtf:.4f}  ({elapsed:.1f} s for {audio_seconds:.1f} s of audio, {jobs})", file=out)
-    worst = sorted(rows, key=lambda r: (-r[0], -r[1], r[2]))[: args.worst]
-    if worst:
-        print(f"\n{len(worst)} worst utterance{'s' if len(worst) != 1 else ''}:", file=out)
-        for wer, _, uid, ref, hyp, cer in worst:
-            print(f"  {uid}  WER {100 * wer:.1f} %  CER {100 * cer:.1f} %", file=out)
-            print(f"    ref: {ref}", file=out)
-            print(f"    hyp: {hyp}", file=out)
+    worst = [r for r in sorted(rows, key=lambda r: (-r[0], -r[5], -r[1], r[2])) if r[0] > 0 or r[5] > 0]
+    if args.worst:
+        if not worst:
+            print("\nno utterance has errors", file=out)
+        else:
+            worst = worst[: args.worst]
+            print(f"\n{len(worst)} worst utterance{'s' if len(worst) != 1 else ''}:", file=out)
+            for wer, _, uid, ref, hyp, cer in worst:
+                print(f"  {uid}  WER {100 * wer:.1f} %  CER {100 * cer:.1f} %", file=out)
+                print(f"    ref: {ref}", file=out)
+                print(f"    hyp: {hyp}", file=out)
     out.flush()
     return 1 if failed else 0

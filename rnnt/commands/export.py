@@ -60,10 +60,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {report.path}: {format_size(report.size_bytes)} ({report.size_bytes:,} bytes), {report.quantization}, "
           f"{report.params:,} parameters, step {info.get('step')}, converted in {report.seconds:.1f} s")
-    for key in ("encode", "predict", "joint"):
+    from rnnt.bundle import SIGNATURES
+
+    for key, (in_names, out_names) in SIGNATURES.items():
         sig = report.signatures.get(key, {})
-        ins = ", ".join(f"{n} {s}" for n, (s, _) in sig.get("inputs", {}).items())
-        outs = ", ".join(f"{n} {s}" for n, (s, _) in sig.get("outputs", {}).items())
+        ins = ", ".join(f"{n} {sig['inputs'][n][0]}" for n in in_names if n in sig.get("inputs", {}))
+        outs = ", ".join(f"{n} {sig['outputs'][n][0]}" for n in out_names if n in sig.get("outputs", {}))
         print(f"  {key}({ins}) -> {outs}")
     print("ops: " + ", ".join(f"{k} x{v}" for k, v in report.ops.items()))
     return 0

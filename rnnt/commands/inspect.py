@@ -57,7 +57,7 @@ def _as_json(info) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rnnt.bundle import BundleError, read_tflite_info
+    from rnnt.bundle import SIGNATURES, BundleError, read_tflite_info
 
     try:
         info = read_tflite_info(args.bundle)
@@ -75,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
     for s in sorted(info.signatures, key=lambda s: ("encode", "predict", "joint").index(s.key)
                     if s.key in ("encode", "predict", "joint") else 9):
         out.append(f"  {s.key}")
-        rows = [("in", t) for t in s.inputs] + [("out", t) for t in s.outputs]
+        order = SIGNATURES.get(s.key, ((), ()))
+        ins = sorted(s.inputs, key=lambda t: order[0].index(t.name) if t.name in order[0] else 99)
+        outs = sorted(s.outputs, key=lambda t: order[1].index(t.name) if t.name in order[1] else 99)
+        rows = [("in", t) for t in ins] + [("out", t) for t in outs]
         width = max((len(t.name) for _, t in rows), default=0)
         for direction, t in rows:
             q = "  (quantized)" if t.quantized else ""

@@ -347,9 +347,11 @@ def run(args) -> int:
         except OSError as e:
             raise UsageError(f"cannot write {args.output}: {e.strerror or e}") from None
 
-    durations = [input_duration(i) for i in inputs]
-    total = None if any(i.is_stdin for i in inputs) else sum(d or 0.0 for d in durations)
-    progress = Progress(want_progress(args.progress, inputs, total), total, len(inputs))
+    total = None
+    maybe = args.progress is True or (args.progress is None and _isatty(sys.stderr))
+    if maybe and not any(i.is_stdin for i in inputs):  # reading every header costs a little: only for a bar
+        total = sum(input_duration(i) or 0.0 for i in inputs)
+    progress = Progress(maybe and want_progress(args.progress, inputs, total), total, len(inputs))
     stream = out_file or sys.stdout
     writer = None if folder is not None else Writer(args.format, stream, several)
     to_terminal = out_file is None and _isatty(sys.stdout)

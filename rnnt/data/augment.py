@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["spec_augment", "spec_augment_batch", "speed_perturb"]
+__all__ = ["spec_augment", "spec_augment_batch"]
 
 
 def _uniform(shape, seed, generator: tf.random.Generator | None) -> tf.Tensor:
@@ -100,11 +100,3 @@ def spec_augment(
     return out[0]
 
 
-def speed_perturb(samples: np.ndarray, factor: float, sample_rate: int = 16000) -> np.ndarray:
-    """Play `samples` `factor` times faster (pitch shifts with it), by resampling; length / factor."""
-    if factor <= 0:
-        raise ValueError(f"speed factor must be positive, got {factor}")
-    from rnnt.audio import resample
-
-    source_rate = int(round(sample_rate * factor))
-    return resample(np.asarray(samples, np.float32), source_rate, sample_rate)

@@ -96,6 +96,7 @@ def make_dataset(
     speed_factors: Sequence[float] = (),
     num_parallel_calls: int | None = None,
     shard: tuple[int, int, int] = (1, 0, 1),
+    augment_share: float = 0.0,
 ) -> tf.data.Dataset:
     """A dataset of padded batches: dicts of
     `features` [B, T, num_mels] float32 (0 past each length), `feature_lengths` [B] int32,
@@ -106,6 +107,9 @@ def make_dataset(
     one feature frame or longer than `max_duration` are left out. `spec_augment` is True or a dict of
     `spec_augment_batch` options; `speed_factors` (e.g. (0.9, 1.0, 1.1)) picks a speed per utterance and
     epoch. All randomness derives from (seed, epoch, batch position), so the output is deterministic.
+
+    `augment_share` of the utterances (drawn per epoch) get a random waveform augmentation on the fly
+    (`rnnt.corpus.augment.augment`: speed, reverberation, noise, telephone band, gain).
 
     `shard=(num_workers, worker, replicas_per_worker)` keeps, of the batch stream counted from the start of
     `epoch`, the groups of `replicas_per_worker` consecutive batches that belong to `worker` (round robin), so the
@@ -150,13 +154,18 @@ def make_dataset(
             e += 1
             plan = plan_batches(durations, epoch=e, **plan_args)
 
-    def load(indices: np.ndarray, speeds: np.ndarray):
-        from rnnt.data.augment import speed_perturb
+    def load(indices: np.ndarray, speeds: np.ndarray, e: np.ndarray):
+        from rnnt.corpus.augment import augment, speed_perturb
 
         audio, label_rows = [], []
         for i, speed in zip(indices.tolist(), speeds.tolist()):
             x = load_audio(utterances[i].audio, sr)
-            audio.append(speed_perturb(x, speed, sr) if speed != 1.0 else x)
+            x = speed_perturb(x, speed, sr) if speed != 1.0 else x
+            if augment_share > 0:
+                rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(e), i, 2])
+                if rng.random() < augment_share:
+                    x = augment(x, rng, sr)
+            audio.append(x)
             label_rows.append(labels[i])
         n = np.asarray([a.size for a in audio], np.int32)
         u = np.asarray([r.size for r in label_rows], np.int32)
@@ -166,7 +175,7 @@ def make_dataset(
     seed_hi = int(seed) & 0x7FFFFFFF
 
     def to_batch(e, pos, indices, speeds):
-        samples, n, lab, u = tf.numpy_function(load, [indices, speeds], [tf.float32, tf.int32, tf.int32, tf.int32])
+        samples, n, lab, u = tf.numpy_function(load, [indices, speeds, e], [tf.float32, tf.int32, tf.int32, tf.int32])
         samples.set_shape([None, None])
         lab.set_shape([None, None])
         n.set_shape([None])

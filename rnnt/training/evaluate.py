@@ -34,7 +34,7 @@ def decode_utterances(step_model, tokens: Sequence[str], utterances: Sequence[Ut
     texts = []
     for utt in utterances:
         feats = log_mel(load_audio(utt.audio, feature_cfg.sample_rate), feature_cfg)
-        hyp = decode_features(step_model, feats, options)
+        hyp = decode_features(step_model, feats, options, feature_cfg)
         texts.append(table.decode(hyp.tokens))
     return texts
 

@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from rnnt.config import TrainConfig, config_from_dict, config_to_dict
-from rnnt.data.manifest import Utterance, read_manifest
+from rnnt.data.manifest import read_manifest
+from rnnt.data.mix import mix_manifests
 from rnnt.loss import rnnt_loss
 from rnnt.model import RNNT
 from rnnt.tokens import load_tokenizer
@@ -89,7 +90,7 @@ class Trainer:
                 f"tokenizer has {self.tokenizer.vocab_size} tokens but model.vocab_size is {self.cfg.model.vocab_size}"
             )
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.train_set = read_manifest(self.cfg.train_manifest)
+        self.train_set = mix_manifests(self.cfg.train_manifest, seed=self.cfg.seed)
         self.dev_set = read_manifest(self.cfg.dev_manifest) if self.cfg.dev_manifest else []
         with self.strategy.scope(), tf.variable_creator_scope(_aggregate_variables):
             self.model = RNNT(self.cfg.model, seed=self.cfg.seed)
@@ -131,6 +132,7 @@ class Trainer:
                 self.train_set, self.tokenizer, cfg.features,
                 batch_seconds=cfg.batch_seconds, max_batch_size=cfg.max_batch_size, max_duration=cfg.max_duration,
                 seed=cfg.seed, epoch=0, skip_batches=start, repeat=True, spec_augment=cfg.spec_augment,
+                speed_factors=(0.9, 1.0, 1.1) if cfg.speed_perturb else (), augment_share=cfg.augment_share,
                 shard=(self.num_workers, self.worker, local),
             )
 
@@ -172,7 +174,21 @@ class Trainer:
         return step_fn
 
     # --- the loop ---
+    def _enable_qat(self) -> None:
+        from quantize.qat import enable_fake_quant, is_fake_quant_enabled
+
+        if not is_fake_quant_enabled(self.model):
+            with self.strategy.scope(), tf.variable_creator_scope(_aggregate_variables):
+                enable_fake_quant(self.model)
+            self._train_step = None  # a traced step keeps the graph it was traced with
+
+    def _qat_due(self, step: int) -> bool:
+        return 0 <= self.cfg.qat_start_step <= step
+
     def _initialise(self) -> str | None:
+        latest = self.keeper.latest
+        if latest and self._qat_due(int(tf.train.load_checkpoint(latest).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))):
+            self._enable_qat()  # so that the checkpoint's activation ranges have variables to land in
         restored = self.keeper.restore_latest()
         if restored is None:
             mean, std = feature_statistics(self.train_set, self.cfg.features, limit=200, seed=self.cfg.seed)
@@ -190,7 +206,6 @@ class Trainer:
                   file=sys.stderr)
         if start >= total:
             return TrainResult(start, float("nan"), None, self.keeper.latest, 0)
-        self._train_step = self._train_step or self._build_step()
         writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard")) if self.chief else None
         data = self._dataset()
         replicas = self.strategy.num_replicas_in_sync
@@ -198,6 +213,9 @@ class Trainer:
         loss_avg, bad_run, skipped, dev_wer, last_ckpt = None, 0, 0, None, self.keeper.latest
         frames_seen, t0 = 0.0, time.perf_counter()
         for step in range(start + 1, total + 1):
+            if self._qat_due(step - 1):
+                self._enable_qat()
+            self._train_step = self._train_step or self._build_step()
             loss, grad_norm, finite, frames = (t.numpy() for t in self._train_step(next(data)))
             self.batches_consumed.assign_add(replicas)
             if finite < 0.5:
