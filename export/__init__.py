@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from rnnt.lazy import lazy_getattr
+
 _LAZY = {
     "export_bundle": "export.tflite",
     "ExportReport": "export.tflite",
@@ -21,11 +23,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'export' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr("export", _LAZY)

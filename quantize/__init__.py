@@ -4,6 +4,8 @@ numpy-only measurements `rnnt quantize` prints (`quantize.report`). TensorFlow i
 
 from __future__ import annotations
 
+from rnnt.lazy import lazy_getattr
+
 _LAZY = {
     "configure_converter": "quantize.ptq",
     "calibration_samples": "quantize.ptq",
@@ -19,11 +21,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'quantize' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr("quantize", _LAZY)

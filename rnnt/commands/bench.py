@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rnnt.commands.argtypes import positive_float, positive_int
+
 DESCRIPTION = """\
 Stream each utterance of a manifest through the runtime on one thread, feeding audio in small blocks as a live
 application would, and print: real-time factor (processing seconds per audio second; median over utterances
@@ -14,24 +16,6 @@ Without --manifest, 10 s of synthetic audio is used (no latency figures unless w
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -43,10 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     )
     p.add_argument("--model", metavar="BUNDLE", help="model bundle (.tflite); default: the packaged model")
     p.add_argument("--manifest", metavar="M", help="JSONL manifest of test audio; default: synthetic audio")
-    p.add_argument("--beam", type=_positive_int, default=4, help="beam width, 1 for greedy (default 4)")
-    p.add_argument("--threads", type=_positive_int, default=1, help="TFLite threads (default 1)")
-    p.add_argument("--feed-ms", type=_positive_float, default=10.0, help="audio block size fed at a time (default 10 ms)")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N utterances")
+    p.add_argument("--beam", type=positive_int, default=4, help="beam width, 1 for greedy (default 4)")
+    p.add_argument("--threads", type=positive_int, default=1, help="TFLite threads (default 1)")
+    p.add_argument("--feed-ms", type=positive_float, default=10.0, help="audio block size fed at a time (default 10 ms)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N utterances")
     p.add_argument("--json", action="store_true", help="print the report as JSON (with per-utterance figures)")
     p.set_defaults(run=run)
     return p

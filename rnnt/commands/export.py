@@ -27,13 +27,20 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def check_calibration_args(args: argparse.Namespace) -> None:
+    """Usage errors of --mode/--calibration, shared by `rnnt export` and `rnnt quantize`."""
     from rnnt.cli import UsageError
 
     if args.mode == "int8" and not args.calibration:
         raise UsageError("--mode int8 needs --calibration MANIFEST (real speech to calibrate activations)")
     if args.calibration and not os.path.isfile(args.calibration):
         raise UsageError(f"{args.calibration}: no such manifest")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rnnt.cli import UsageError
+
+    check_calibration_args(args)
     if not os.path.exists(args.source) and not os.path.exists(args.source + ".index"):
         raise UsageError(f"{args.source}: no such run folder or checkpoint")
 

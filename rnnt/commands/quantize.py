@@ -39,11 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
 def run(args: argparse.Namespace) -> int:
     from rnnt.bundle import BundleError, TFLiteStepModel, read_metadata
     from rnnt.cli import UsageError
+    from rnnt.commands.export import check_calibration_args
 
-    if args.mode == "int8" and not args.calibration:
-        raise UsageError("--mode int8 needs --calibration MANIFEST (real speech to calibrate activations)")
-    if args.calibration and not os.path.isfile(args.calibration):
-        raise UsageError(f"{args.calibration}: no such manifest")
+    check_calibration_args(args)
     if args.max_utterances < 1 or args.latency_runs < 1:
         raise UsageError("--max-utterances and --latency-runs must be positive")
     if os.path.abspath(args.output) == os.path.abspath(args.bundle):

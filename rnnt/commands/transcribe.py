@@ -17,6 +17,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence, TextIO
 
+from rnnt.commands.argtypes import positive_float, positive_int
 from rnnt.inputs import STDIN, Input, InputError, expand_inputs, input_duration
 from rnnt.output import FORMATS, SINGLE_INPUT_FORMATS, Transcript, Writer, output_paths, transcript_from_results
 
@@ -54,24 +55,6 @@ exit status: 0 all inputs transcribed, 1 some inputs failed (one line each on st
 """
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
