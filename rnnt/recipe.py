@@ -1,0 +1,333 @@
+"""The default-model recipe: corpus -> tokenizer -> training -> export and quantization -> evaluation -> install.
+
+Every stage resumes: the corpus build skips finished files, the tokenizer and bundles are kept once written,
+training resumes from its last checkpoint. `work_dir/recipe.json` records the settings and each stage's results;
+`RESULTS.md` (next to the installed model) is written from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rnnt.config import ModelConfig, TrainConfig, config_to_dict
+
+STAGES = ("corpus", "tokenizer", "train", "export", "evaluate", "install")
+MODES = ("float32", "dynamic", "int8")
+REPO = Path(__file__).resolve().parents[1]
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+MAX_SHIPPED_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """Everything that decides the model a recipe produces."""
+
+    name: str = "default"
+    corpus_hours: float = 2.0
+    real_share: float = 0.3
+    max_real: int | None = None  # cap real clips per set (small test builds)
+    engines: tuple[str, ...] = ("espeak", "flite", "festival")
+    vocab_size: int = 256
+    eval_beam: int = 4
+    eval_limit: int | None = None  # utterances per dev set (None: all)
+    calibration_utterances: int = 100
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        batch_seconds=240.0, max_batch_size=32, max_duration=16.0, learning_rate=1.5e-3, warmup_steps=300,
+        decay_steps=6000, steps=6000, checkpoint_every=250, eval_every=1000, eval_utterances=60,
+        spec_augment=True, speed_perturb=True, augment_share=0.2,
+        model=ModelConfig(vocab_size=256, frame_stack=3, encoder_layers=3, encoder_units=384, encoder_proj=192,
+                          time_reduction_after=0, embed_dim=96, predictor_units=320, predictor_proj=192,
+                          joint_dim=256, chunk_frames=12),
+    ))
+
+
+PRESETS: dict[str, RecipeConfig] = {
+    "default": RecipeConfig(),
+    # a minutes-long smoke run of every stage (tests, CI)
+    "tiny": RecipeConfig(
+        name="tiny", corpus_hours=0.01, max_real=6, engines=("espeak",), vocab_size=40, eval_beam=2, eval_limit=4,
+        calibration_utterances=4,
+        train=TrainConfig(
+            batch_seconds=40.0, max_batch_size=8, max_duration=12.0, learning_rate=2e-3, warmup_steps=5,
+            decay_steps=20, steps=12, checkpoint_every=6, eval_every=12, eval_utterances=4, spec_augment=True,
+            model=ModelConfig(vocab_size=40, encoder_layers=2, encoder_units=48, encoder_proj=32,
+                              time_reduction_after=0, embed_dim=16, predictor_units=48, predictor_proj=32,
+                              joint_dim=48, chunk_frames=12),
+        ),
+    ),
+}
+
+
+def shared_dir() -> Path:
+    from rnnt.corpus.reserved import default_shared_dir
+
+    return Path(default_shared_dir())
+
+
+class Recipe:
+    """Runs the stages of one recipe in `work_dir`."""
+
+    def __init__(self, cfg: RecipeConfig, work_dir: str, *, progress: bool = True,
+                 install_dir: Path | None = None):
+        self.cfg = cfg
+        self.work = Path(work_dir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        self.install_dir = Path(install_dir) if install_dir else MODELS_DIR
+        self.state_path = self.work / "recipe.json"
+        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.state["config"] = config_to_dict(cfg)
+
+    # --- bookkeeping ---
+    def _save(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2))
+        os.replace(tmp, self.state_path)
+
+    def _log(self, message: str) -> None:
+        print(f"[recipe {self.cfg.name}] {message}", file=sys.stderr, flush=True)
+
+    @property
+    def corpus(self) -> Path:
+        return self.work / "corpus"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.work / "run"
+
+    def bundle(self, mode: str) -> Path:
+        return self.work / f"model-{mode}.tflite"
+
+    def run(self, stages: tuple[str, ...] = STAGES) -> dict:
+        for stage in STAGES:
+            if stage in stages:
+                started = time.time()
+                self._log(f"stage {stage}")
+                result = getattr(self, f"stage_{stage}")()
+                self.state.setdefault("stages", {})[stage] = {"seconds": round(time.time() - started, 1), **result}
+                self._save()
+        return self.state
+
+    # --- stages ---
+    def stage_corpus(self) -> dict:
+        from rnnt.corpus.build import BuildConfig, build_corpus
+
+        cfg = self.cfg
+        build = BuildConfig(output=str(self.corpus), hours=cfg.corpus_hours, seed=cfg.train.seed,
+                            real_share=cfg.real_share, max_real=cfg.max_real, engines=cfg.engines)
+        stats = build_corpus(build, progress=self.progress)
+        return {"command": f"rnnt corpus build --hours {cfg.corpus_hours} -o {self.corpus}",
+                "stats": stats.get("stats", {}) if isinstance(stats, dict) else {}}
+
+    def _train_text(self) -> list[str]:
+        from rnnt.data.manifest import read_manifest
+
+        lines = []
+        for name in ("train.jsonl", "real-train.jsonl"):
+            path = self.corpus / name
+            if path.exists():
+                lines += [u.text for u in read_manifest(str(path))]
+        return lines
+
+    def stage_tokenizer(self) -> dict:
+        from rnnt.tokens import train_sentencepiece
+
+        prefix = self.work / "tokenizer"
+        if not Path(f"{prefix}.model").exists():
+            train_sentencepiece(self._train_text(), self.cfg.vocab_size, str(prefix))
+        return {"path": f"{prefix}.model", "vocab_size": self.cfg.vocab_size}
+
+    def train_config(self) -> TrainConfig:
+        cfg = self.cfg
+        mix = f"{self.corpus / 'train.jsonl'}"
+        if (self.corpus / "real-train.jsonl").exists() and cfg.real_share > 0:
+            mix += f",{self.corpus / 'real-train.jsonl'}@{cfg.real_share}"
+        return dataclasses.replace(
+            cfg.train, train_manifest=mix, dev_manifest=str(self.corpus / "dev.jsonl"),
+            tokenizer=str(self.work / "tokenizer.model"),
+            model=dataclasses.replace(cfg.train.model, vocab_size=cfg.vocab_size),
+        )
+
+    def stage_train(self) -> dict:
+        from rnnt.training.distribute import make_strategy
+        from rnnt.training.trainer import Trainer
+
+        cfg = self.train_config()
+        trainer = Trainer(cfg, str(self.run_dir), strategy=make_strategy("auto"), progress=self.progress)
+        started = time.time()
+        result = trainer.train(cfg.steps)
+        params = sum(int(v.shape.num_elements()) for v in trainer.model.trainable_variables)
+        return {"step": result.step, "loss": result.loss, "dev_wer": result.dev_wer, "parameters": params,
+                "seconds_this_call": round(time.time() - started, 1), "device": _device_name()}
+
+    def stage_export(self) -> dict:
+        from rnnt.cli import main as cli
+
+        out = {}
+        calibration = str(self.corpus / "dev.jsonl")
+        for mode in MODES:
+            path = self.bundle(mode)
+            if not path.exists():
+                args = ["export", str(self.run_dir), "-o", str(path), "--mode", mode]
+                if mode == "int8":
+                    args += ["--calibration", calibration, "--max-utterances", str(self.cfg.calibration_utterances)]
+                if cli(args) != 0:
+                    raise RuntimeError(f"export of {mode} bundle failed")
+            out[mode] = {"path": str(path), "bytes": path.stat().st_size}
+        return out
+
+    def dev_sets(self) -> dict[str, str]:
+        """Name -> manifest of each evaluation set (real dev sets imported from shared/ into the work folder)."""
+        from rnnt.data.importers import import_tsv
+        from rnnt.data.manifest import write_manifest
+
+        sets = {}
+        for name in ("real-dev", "real-dev-lj"):
+            tsv = shared_dir() / "data" / name / "transcripts.tsv"
+            manifest = self.work / f"{name}.jsonl"
+            if tsv.exists() and not manifest.exists():
+                write_manifest(str(manifest), import_tsv(str(tsv)))
+            if manifest.exists():
+                sets[name] = str(manifest)
+        sets["synthetic-dev"] = str(self.corpus / "dev.jsonl")
+        if (self.corpus / "real-dev.jsonl").exists():
+            sets["speechocean-fsdd-dev"] = str(self.corpus / "real-dev.jsonl")
+        return sets
+
+    def stage_evaluate(self) -> dict:
+        results = {}
+        for mode in MODES:
+            for name, manifest in self.dev_sets().items():
+                results.setdefault(mode, {})[name] = evaluate_bundle(
+                    str(self.bundle(mode)), manifest, beam=self.cfg.eval_beam, limit=self.cfg.eval_limit,
+                    results_path=str(self.work / f"eval-{mode}-{name}.jsonl"))
+                self._log(f"{mode} {name}: WER {100 * results[mode][name]['wer']:.2f}%")
+        baseline = pocketsphinx_baseline({k: v for k, v in self.dev_sets().items() if k.startswith("real-dev")},
+                                         self.work / "pocketsphinx.json", self.cfg.eval_limit)
+        return {"wer": results, "pocketsphinx": baseline}
+
+    def stage_install(self) -> dict:
+        wer = self.state["stages"]["evaluate"]["wer"]
+        candidates = [m for m in ("dynamic", "int8") if self.bundle(m).stat().st_size <= MAX_SHIPPED_BYTES]
+        if not candidates:
+            raise RuntimeError(f"no quantized bundle is at most {MAX_SHIPPED_BYTES} bytes")
+
+        def real_wer(mode: str) -> float:
+            rates = [r["wer"] for name, r in wer[mode].items() if name.startswith("real-dev")]
+            return sum(rates) / len(rates) if rates else wer[mode]["synthetic-dev"]["wer"]
+
+        chosen = min(candidates, key=lambda m: (real_wer(m), self.bundle(m).stat().st_size))
+        self.install_dir.mkdir(parents=True, exist_ok=True)
+        target = self.install_dir / "default.tflite"
+        tmp = target.with_suffix(".tmp")
+        shutil.copyfile(self.bundle(chosen), tmp)
+        os.replace(tmp, target)
+        self.state["installed"] = {"mode": chosen, "path": str(target), "bytes": target.stat().st_size}
+        (self.install_dir / "RESULTS.md").write_text(results_markdown(self.state))
+        return self.state["installed"]
+
+
+def evaluate_bundle(bundle: str, manifest: str, *, beam: int, limit: int | None, results_path: str) -> dict:
+    """WER/CER of a bundle on a manifest, through the same path as `rnnt eval` (the runtime, with endpoints)."""
+    from rnnt.cli import main as cli
+    from rnnt.metrics import corpus_error_rates
+
+    args = ["eval", manifest, "--model", bundle, "--beam", str(beam), "--results", results_path, "--worst", "0",
+            "--no-progress"]
+    if limit:
+        args += ["--limit", str(limit)]
+    started = time.time()
+    if cli(args) != 0:
+        raise RuntimeError(f"evaluation of {bundle} on {manifest} failed")
+    rows = [json.loads(line) for line in Path(results_path).read_text().splitlines() if line.strip()]
+    words, chars = corpus_error_rates((r["ref"], r["hyp"]) for r in rows)
+    return {"wer": words.rate, "cer": chars.rate, "utterances": len(rows), "seconds": round(time.time() - started, 1)}
+
+
+def pocketsphinx_baseline(sets: dict[str, str], out_json: Path, limit: int | None) -> dict:
+    """pocketsphinx (bundled en-us model) on the same clips and normalization, if it is installed."""
+    script = REPO / "scripts" / "baseline_pocketsphinx.py"
+    if not script.exists() or not sets:
+        return {}
+    if not out_json.exists():
+        cmd = [sys.executable, str(script), *sets.values(), "--json", str(out_json)]
+        if limit:
+            cmd += ["--limit", str(limit)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    summary = json.loads(out_json.read_text())
+    by_path = {v: k for k, v in sets.items()}
+    return {by_path.get(k, k): v for k, v in summary.items()}
+
+
+def _device_name() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"{len(gpus)} GPU" if gpus else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+
+
+def results_markdown(state: dict) -> str:
+    """RESULTS.md in the manner of icefall: command, data, steps, WER per dev set for float and int8."""
+    cfg = state["config"]
+    stages = state.get("stages", {})
+    train = stages.get("train", {})
+    export = stages.get("export", {})
+    evaluation = stages.get("evaluate", {})
+    installed = state.get("installed", {})
+    lines = [
+        f"# Results of `rnnt recipe {cfg['name']}`",
+        "",
+        "Rebuild with:",
+        "",
+        "```sh",
+        'pip install -e ".[train]"',
+        f"rnnt recipe {cfg['name']} --work-dir runs/recipe-{cfg['name']}",
+        "```",
+        "",
+        "## Data",
+        "",
+        f"- corpus: `{stages.get('corpus', {}).get('command', '')}` (synthesized speech from espeak-ng, flite and "
+        f"festival voices, plus the real recordings of `../shared/data` (speechocean762, FSDD) at "
+        f"{cfg['real_share']:.0%} of the audio time)",
+        f"- tokenizer: sentencepiece unigram, {cfg['vocab_size']} tokens with blank",
+        "",
+        "## Model and training",
+        "",
+        f"- model: `{json.dumps(cfg['train']['model'])}`",
+        f"- parameters: {train.get('parameters', '?'):,}" if isinstance(train.get("parameters"), int) else "- parameters: ?",
+        f"- steps: {train.get('step', '?')}, final loss {train.get('loss', float('nan')):.3f}, on {train.get('device', '?')}",
+        f"- settings: learning rate {cfg['train']['learning_rate']}, batch {cfg['train']['batch_seconds']} s of audio, "
+        f"SpecAugment {cfg['train']['spec_augment']}, speed perturbation {cfg['train']['speed_perturb']}, "
+        f"on-the-fly augmentation share {cfg['train']['augment_share']}",
+        "",
+        "## Word error rates",
+        "",
+        f"Beam {cfg['eval_beam']}, through the runtime (`rnnt eval`), text normalized with `rnnt.text.normalize_text`.",
+        "",
+    ]
+    wer = evaluation.get("wer", {})
+    set_names = sorted({name for mode in wer.values() for name in mode})
+    header = "| bundle | size | " + " | ".join(set_names) + " |"
+    lines += [header, "|" + "---|" * (2 + len(set_names))]
+    for mode, results in wer.items():
+        size = export.get(mode, {}).get("bytes", 0) / 1e6
+        cells = [f"{100 * results[n]['wer']:.2f}%" if n in results else "" for n in set_names]
+        lines.append(f"| {mode} | {size:.1f} MB | " + " | ".join(cells) + " |")
+    ps = evaluation.get("pocketsphinx") or {}
+    if ps and "error" not in ps:
+        cells = [f"{100 * ps[n]['wer']:.2f}%" if n in ps else "" for n in set_names]
+        lines.append("| pocketsphinx 5 (en-us) | | " + " | ".join(cells) + " |")
+    lines += ["", f"Shipped: the `{installed.get('mode', '?')}` bundle ({installed.get('bytes', 0) / 1e6:.1f} MB) as "
+              "`rnnt/models/default.tflite`.", ""]
+    return "\n".join(lines)
