@@ -33,7 +33,7 @@ class RecipeConfig:
 
     name: str = "default"
     corpus_hours: float = 2.0
-    real_share: float = 0.3
+    real_share: float = 0.5
     max_real: int | None = None  # cap real clips per set (small test builds)
     engines: tuple[str, ...] = ("espeak", "flite", "festival")
     vocab_size: int = 256
@@ -42,7 +42,7 @@ class RecipeConfig:
     calibration_utterances: int = 100
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         batch_seconds=240.0, max_batch_size=32, max_duration=16.0, learning_rate=1.5e-3, warmup_steps=300,
-        decay_steps=6000, steps=6000, checkpoint_every=250, eval_every=1000, eval_utterances=60,
+        decay_steps=2800, steps=2800, checkpoint_every=200, eval_every=1000, eval_utterances=60,
         spec_augment=True, speed_perturb=True, augment_share=0.2,
         model=ModelConfig(vocab_size=256, frame_stack=3, encoder_layers=3, encoder_units=384, encoder_proj=192,
                           time_reduction_after=0, embed_dim=96, predictor_units=320, predictor_proj=192,
