@@ -38,7 +38,8 @@ class RecipeConfig:
     engines: tuple[str, ...] = ("espeak", "flite", "festival")
     vocab_size: int = 256
     eval_beam: int = 4
-    eval_limit: int | None = None  # utterances per dev set (None: all)
+    eval_limit: int | None = None  # utterances per real dev set (None: all)
+    eval_limit_other: int | None = 100  # utterances of the synthetic and speechocean/FSDD dev sets
     calibration_utterances: int = 100
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         batch_seconds=240.0, max_batch_size=32, max_duration=16.0, learning_rate=1.5e-3, warmup_steps=300,
@@ -79,7 +80,7 @@ class Recipe:
     def __init__(self, cfg: RecipeConfig, work_dir: str, *, progress: bool = True,
                  install_dir: Path | None = None):
         self.cfg = cfg
-        self.work = Path(work_dir)
+        self.work = Path(work_dir).resolve()
         self.work.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         self.install_dir = Path(install_dir) if install_dir else MODELS_DIR
@@ -125,7 +126,7 @@ class Recipe:
         build = BuildConfig(output=str(self.corpus), hours=cfg.corpus_hours, seed=cfg.train.seed,
                             real_share=cfg.real_share, max_real=cfg.max_real, engines=cfg.engines)
         stats = build_corpus(build, progress=self.progress)
-        return {"command": f"rnnt corpus build --hours {cfg.corpus_hours} -o {self.corpus}",
+        return {"command": f"rnnt corpus build --hours {cfg.corpus_hours} --seed {cfg.train.seed} -o corpus/",
                 "stats": stats.get("stats", {}) if isinstance(stats, dict) else {}}
 
     def _train_text(self) -> list[str]:
@@ -207,8 +208,9 @@ class Recipe:
         results = {}
         for mode in MODES:
             for name, manifest in self.dev_sets().items():
+                limit = self.cfg.eval_limit if name.startswith("real-dev") else self.cfg.eval_limit_other
                 results.setdefault(mode, {})[name] = evaluate_bundle(
-                    str(self.bundle(mode)), manifest, beam=self.cfg.eval_beam, limit=self.cfg.eval_limit,
+                    str(self.bundle(mode)), manifest, beam=self.cfg.eval_beam, limit=limit,
                     results_path=str(self.work / f"eval-{mode}-{name}.jsonl"))
                 self._log(f"{mode} {name}: WER {100 * results[mode][name]['wer']:.2f}%")
         baseline = pocketsphinx_baseline({k: v for k, v in self.dev_sets().items() if k.startswith("real-dev")},
@@ -242,7 +244,7 @@ def evaluate_bundle(bundle: str, manifest: str, *, beam: int, limit: int | None,
     from rnnt.metrics import corpus_error_rates
 
     args = ["eval", manifest, "--model", bundle, "--beam", str(beam), "--results", results_path, "--worst", "0",
-            "--no-progress"]
+            "--no-progress", "--jobs", str(max(1, min(4, os.cpu_count() or 1)))]
     if limit:
         args += ["--limit", str(limit)]
     started = time.time()
@@ -313,7 +315,9 @@ def results_markdown(state: dict) -> str:
         "",
         "## Word error rates",
         "",
-        f"Beam {cfg['eval_beam']}, through the runtime (`rnnt eval`), text normalized with `rnnt.text.normalize_text`.",
+        f"Beam {cfg['eval_beam']}, through the runtime (`rnnt eval`), text normalized with `rnnt.text.normalize_text`; "
+        f"real dev sets whole, the synthetic and speechocean762/FSDD dev sets' first {cfg['eval_limit_other']} "
+        "utterances.",
         "",
     ]
     wer = evaluation.get("wer", {})
