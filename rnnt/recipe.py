@@ -308,7 +308,9 @@ def results_markdown(state: dict) -> str:
         "",
         f"- model: `{json.dumps(cfg['train']['model'])}`",
         f"- parameters: {train.get('parameters', '?'):,}" if isinstance(train.get("parameters"), int) else "- parameters: ?",
-        f"- steps: {train.get('step', '?')}, final loss {train.get('loss', float('nan')):.3f}, on {train.get('device', '?')}",
+        f"- steps: {train.get('step', '?')} of a {cfg['train']['decay_steps']}-step schedule, on {train.get('device', '?')}"
+        + (f", final loss {train['loss']:.3f}" if isinstance(train.get("loss"), float) and train["loss"] == train["loss"]
+           else ""),
         f"- settings: learning rate {cfg['train']['learning_rate']}, batch {cfg['train']['batch_seconds']} s of audio, "
         f"SpecAugment {cfg['train']['spec_augment']}, speed perturbation {cfg['train']['speed_perturb']}, "
         f"on-the-fly augmentation share {cfg['train']['augment_share']}",
