@@ -125,9 +125,9 @@ class Recipe:
         cfg = self.cfg
         build = BuildConfig(output=str(self.corpus), hours=cfg.corpus_hours, seed=cfg.train.seed,
                             real_share=cfg.real_share, max_real=cfg.max_real, engines=cfg.engines)
-        stats = build_corpus(build, progress=self.progress)
+        summary = build_corpus(build, progress=self.progress)
         return {"command": f"rnnt corpus build --hours {cfg.corpus_hours} --seed {cfg.train.seed} -o corpus/",
-                "stats": stats.get("stats", {}) if isinstance(stats, dict) else {}}
+                "stats": summary.get("stats", {})}
 
     def _train_text(self) -> list[str]:
         from rnnt.data.manifest import read_manifest
@@ -206,14 +206,15 @@ class Recipe:
 
     def stage_evaluate(self) -> dict:
         results = {}
+        sets = self.dev_sets()
         for mode in MODES:
-            for name, manifest in self.dev_sets().items():
+            for name, manifest in sets.items():
                 limit = self.cfg.eval_limit if name.startswith("real-dev") else self.cfg.eval_limit_other
                 results.setdefault(mode, {})[name] = evaluate_bundle(
                     str(self.bundle(mode)), manifest, beam=self.cfg.eval_beam, limit=limit,
                     results_path=str(self.work / f"eval-{mode}-{name}.jsonl"))
                 self._log(f"{mode} {name}: WER {100 * results[mode][name]['wer']:.2f}%")
-        baseline = pocketsphinx_baseline({k: v for k, v in self.dev_sets().items() if k.startswith("real-dev")},
+        baseline = pocketsphinx_baseline({k: v for k, v in sets.items() if k.startswith("real-dev")},
                                          self.work / "pocketsphinx.json", self.cfg.eval_limit)
         return {"wer": results, "pocketsphinx": baseline}
 

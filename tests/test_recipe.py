@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -13,11 +14,10 @@ pytest.importorskip("tensorflow")
 def test_tiny_recipe_end_to_end_and_resume(tmp_path):
     if not shutil.which("espeak-ng"):
         pytest.skip("espeak-ng is not installed (scripts/setup_tts.sh)")
+    from rnnt.audio import load_audio
+    from rnnt.corpus.reserved import default_shared_dir
     from rnnt.recipe import PRESETS, Recipe
     from rnnt.runtime import Recognizer
-
-    from rnnt.corpus.reserved import default_shared_dir
-    from pathlib import Path
 
     if not (Path(default_shared_dir()) / "data").exists():
         pytest.skip("shared data not found")
@@ -34,7 +34,10 @@ def test_tiny_recipe_end_to_end_and_resume(tmp_path):
     results = (install / "RESULTS.md").read_text()
     assert "| float32 |" in results and "| int8 |" in results and "rnnt recipe tiny" in results
     recognizer = Recognizer(str(bundle), beam=2)
-    assert recognizer.transcribe([0.0] * 16000, 16000) is not None
+    assert bundle.read_bytes() == (tmp_path / "work" / f"model-{state['installed']['mode']}.tflite").read_bytes()
+    clip = json.loads((tmp_path / "work" / "corpus" / "dev.jsonl").read_text().splitlines()[0])["audio"]
+    results = recognizer.transcribe(load_audio(str(tmp_path / "work" / "corpus" / clip)), 16000, keep_empty=True)
+    assert results and results[-1].is_final
 
     # a second run resumes: training is already at its last step, bundles are kept
     mtime = (tmp_path / "work" / "model-float32.tflite").stat().st_mtime

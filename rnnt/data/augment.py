@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 __all__ = ["spec_augment", "spec_augment_batch"]
