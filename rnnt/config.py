@@ -122,6 +122,9 @@ class TrainConfig:
     eval_utterances: int = 200
     log_every: int = 20
     spec_augment: bool = True
+    spec_augment_time_masks: int = 10  # time bands per utterance, each up to 5% of its length
+    spec_augment_freq_width: int = 27  # two frequency bands, each up to this many mel bins
+    ctc_weight: float = 0.0  # auxiliary CTC loss on the encoder output (a training-only head); 0 for none
     speed_perturb: bool = False  # speeds 0.9 / 1.0 / 1.1 on the fly
     augment_share: float = 0.0  # share of utterances given noise/reverb/telephone/gain on the fly
     seed: int = 0

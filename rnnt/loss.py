@@ -64,6 +64,32 @@ def rnnt_loss(
     return nll
 
 
+def ctc_loss(
+    logits: tf.Tensor,
+    labels: tf.Tensor,
+    logit_lengths: tf.Tensor,
+    label_lengths: tf.Tensor,
+    blank: int = 0,
+) -> tf.Tensor:
+    """Per-utterance CTC negative log-likelihood `[B]` (an auxiliary loss for the encoder).
+
+    logits `[B, T, V]`, labels `[B, U]` padded beyond `label_lengths`. An utterance too short for its labels
+    (fewer frames than labels plus repeated neighbours) has no CTC path: it gets loss 0 and no gradient
+    instead of inf.
+    """
+    labels = tf.cast(labels, tf.int32)
+    logit_lengths = tf.cast(logit_lengths, tf.int32)
+    label_lengths = tf.cast(label_lengths, tf.int32)
+    inside = tf.sequence_mask(label_lengths, tf.shape(labels)[1])
+    repeats = tf.reduce_sum(tf.cast((labels[:, 1:] == labels[:, :-1]) & inside[:, 1:], tf.int32), axis=1)
+    feasible = logit_lengths >= label_lengths + repeats
+    nll = tf.nn.ctc_loss(
+        labels, tf.cast(logits, tf.float32), tf.where(feasible, label_lengths, 0), logit_lengths,
+        logits_time_major=False, blank_index=blank,
+    )
+    return tf.where(feasible, nll, tf.zeros_like(nll))
+
+
 def _node_log_probs(logits: tf.Tensor, labels: tf.Tensor, blank: int) -> tuple[tf.Tensor, tf.Tensor]:
     """Blank and next-label log-probabilities per lattice node, both `[B, T, U+1]`.
 

@@ -271,6 +271,11 @@ class RNNT(tf.Module):
         return tf.nn.log_softmax(self.joint(enc, pred), axis=-1)
 
 
+def ctc_head(cfg: ModelConfig, seed: int = 0) -> Dense:
+    """Encoder output -> token logits (blank 0) for an auxiliary CTC loss; used in training only, never exported."""
+    return Dense(cfg.encoder_proj, cfg.vocab_size, seed=seed + 3000, name="ctc_head")
+
+
 class TFStepModel:
     """Numpy view of an `RNNT` through the step interface of `rnnt.decoding.StepModel`."""
 

@@ -42,9 +42,10 @@ class RecipeConfig:
     eval_limit_other: int | None = 100  # utterances of the synthetic and speechocean/FSDD dev sets
     calibration_utterances: int = 100
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        batch_seconds=240.0, max_batch_size=32, max_duration=16.0, learning_rate=1.5e-3, warmup_steps=300,
-        decay_steps=2800, steps=2800, checkpoint_every=200, eval_every=1000, eval_utterances=60,
-        spec_augment=True, speed_perturb=True, augment_share=0.2,
+        batch_seconds=160.0, max_batch_size=32, max_duration=16.0, learning_rate=1.5e-3, warmup_steps=300,
+        decay_steps=5000, steps=5000, checkpoint_every=200, eval_every=500, eval_utterances=60,
+        spec_augment=True, spec_augment_time_masks=3, spec_augment_freq_width=20, ctc_weight=0.3,
+        speed_perturb=True, augment_share=0.2,
         model=ModelConfig(vocab_size=256, frame_stack=3, encoder_layers=3, encoder_units=384, encoder_proj=192,
                           time_reduction_after=0, embed_dim=96, predictor_units=320, predictor_proj=192,
                           joint_dim=256, chunk_frames=12),
@@ -60,6 +61,7 @@ PRESETS: dict[str, RecipeConfig] = {
         train=TrainConfig(
             batch_seconds=40.0, max_batch_size=8, max_duration=12.0, learning_rate=2e-3, warmup_steps=5,
             decay_steps=20, steps=12, checkpoint_every=6, eval_every=12, eval_utterances=4, spec_augment=True,
+            spec_augment_time_masks=3, spec_augment_freq_width=20, ctc_weight=0.3,
             model=ModelConfig(vocab_size=40, encoder_layers=2, encoder_units=48, encoder_proj=32,
                               time_reduction_after=0, embed_dim=16, predictor_units=48, predictor_proj=32,
                               joint_dim=48, chunk_frames=12),
@@ -280,6 +282,13 @@ def _device_name() -> str:
     return f"{len(gpus)} GPU" if gpus else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
+def _spec_augment_text(train: dict) -> str:
+    if not train["spec_augment"]:
+        return "no SpecAugment"
+    return (f"SpecAugment (2 frequency masks up to {train.get('spec_augment_freq_width', 27)} bins, "
+            f"{train.get('spec_augment_time_masks', 10)} time masks up to 5% of the utterance)")
+
+
 def results_markdown(state: dict) -> str:
     """RESULTS.md in the manner of icefall: command, data, steps, WER per dev set for float and int8."""
     cfg = state["config"]
@@ -313,8 +322,10 @@ def results_markdown(state: dict) -> str:
         + (f", final loss {train['loss']:.3f}" if isinstance(train.get("loss"), float) and train["loss"] == train["loss"]
            else ""),
         f"- settings: learning rate {cfg['train']['learning_rate']}, batch {cfg['train']['batch_seconds']} s of audio, "
-        f"SpecAugment {cfg['train']['spec_augment']}, speed perturbation {cfg['train']['speed_perturb']}, "
-        f"on-the-fly augmentation share {cfg['train']['augment_share']}",
+        f"{_spec_augment_text(cfg['train'])}, speed perturbation {cfg['train']['speed_perturb']}, "
+        f"on-the-fly augmentation share {cfg['train']['augment_share']}, "
+        f"auxiliary CTC weight {cfg['train'].get('ctc_weight', 0.0)}",
+        "- how the recipe got here, and what each change bought: `docs/default-model.md`",
         "",
         "## Word error rates",
         "",

@@ -244,3 +244,37 @@ def test_longer_lattices_match_plain_recursion():
     bumped_loss = rnnt_loss(np.stack(bumped), labels[items], tl[items], ul[items]).numpy()
     numeric = (bumped_loss[0::2] - bumped_loss[1::2]) / 2e-5
     np.testing.assert_allclose([grad[spot] for spot in spots], numeric, atol=1e-6)
+
+
+def _ctc_brute_nll(log_probs: np.ndarray, labels: list[int], blank: int = 0) -> float:
+    """-log of the summed probability of every frame path that collapses to `labels`."""
+    total = -np.inf
+    for path in itertools.product(range(log_probs.shape[1]), repeat=log_probs.shape[0]):
+        collapsed, previous = [], None
+        for symbol in path:
+            if symbol != previous and symbol != blank:
+                collapsed.append(symbol)
+            previous = symbol
+        if collapsed == labels:
+            total = np.logaddexp(total, sum(log_probs[t, s] for t, s in enumerate(path)))
+    return -total
+
+
+def test_ctc_loss_matches_brute_force_and_drops_impossible_rows():
+    from rnnt.loss import ctc_loss
+
+    rng = np.random.default_rng(3)
+    logits = tf.constant(rng.normal(size=(3, 4, 3)).astype(np.float32))
+    labels = tf.constant([[1, 2, 0], [1, 1, 1], [2, 2, 0]], tf.int32)
+    label_lengths, frames = tf.constant([2, 3, 2]), tf.constant([4, 4, 3])
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        nll = ctc_loss(logits, labels, frames, label_lengths)
+    grad = tape.gradient(nll, logits).numpy()
+    log_probs = tf.nn.log_softmax(logits).numpy()
+    assert nll.numpy()[0] == pytest.approx(_ctc_brute_nll(log_probs[0], [1, 2]), rel=1e-5)
+    assert nll.numpy()[2] == pytest.approx(_ctc_brute_nll(log_probs[2, :3], [2, 2]), rel=1e-5)
+    # "1 1 1" needs 5 frames (blanks between repeats): no path in 4, so no loss and no gradient
+    assert nll.numpy()[1] == 0.0 and np.all(grad[1] == 0.0)
+    assert np.all(np.isfinite(grad)) and np.abs(grad[0]).max() > 0
+    assert np.all(grad[2, 3] == 0.0)  # the padding frame of row 2

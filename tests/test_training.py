@@ -181,3 +181,20 @@ def test_quantization_aware_training_starts_and_resumes(tmp_path):
     second = Trainer(cfg, str(tmp_path / "run"), progress=False)
     result = second.train(6)
     assert result.step == 6 and np.isfinite(result.loss) and is_fake_quant_enabled(second.model)
+
+
+def test_auxiliary_ctc_head_is_trained_checkpointed_and_left_out_of_the_model(tmp_path):
+    from export.checkpoint import load_run
+    from rnnt.training.trainer import Trainer
+
+    cfg = make_run_inputs(tmp_path, steps=3, checkpoint_every=3, ctc_weight=0.5, dev_manifest="")
+    trainer = Trainer(cfg, str(tmp_path / "run"), progress=False)
+    before = trainer.ctc_head.w.numpy().copy()
+    assert trainer.train().step == 3
+    assert not np.allclose(trainer.ctc_head.w.numpy(), before)  # the head gets gradients
+    names = [name for name, _ in tf.train.list_variables(str(tmp_path / "run" / "checkpoints"))]
+    assert any(name.startswith("ctc_head/") for name in names)
+    resumed = Trainer(cfg, str(tmp_path / "run"), progress=False)
+    assert resumed.train(5).step == 5
+    model, *_ = load_run(str(tmp_path / "run"))
+    assert not any("ctc" in v.name for v in model.variables)

@@ -20,8 +20,8 @@ import tensorflow as tf
 from rnnt.config import TrainConfig, config_from_dict, config_to_dict
 from rnnt.data.manifest import read_manifest
 from rnnt.data.mix import mix_manifests
-from rnnt.loss import rnnt_loss
-from rnnt.model import RNNT
+from rnnt.loss import ctc_loss, rnnt_loss
+from rnnt.model import RNNT, ctc_head
 from rnnt.tokens import load_tokenizer
 from rnnt.training.checkpoints import CheckpointKeeper
 from rnnt.training.distribute import is_chief, make_strategy, worker_index
@@ -93,12 +93,17 @@ class Trainer:
         self.dev_set = read_manifest(self.cfg.dev_manifest) if self.cfg.dev_manifest else []
         with self.strategy.scope(), tf.variable_creator_scope(_aggregate_variables):
             self.model = RNNT(self.cfg.model, seed=self.cfg.seed)
+            self.ctc_head = ctc_head(self.cfg.model, seed=self.cfg.seed) if self.cfg.ctc_weight > 0 else None
             self.variables = list(self.model.trainable_variables)
+            if self.ctc_head is not None:  # appended, so the model's optimizer slots keep their positions
+                self.variables += list(self.ctc_head.trainable_variables)
             self.optimizer = AdamW(self.variables, weight_decay=self.cfg.weight_decay)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.batches_consumed = tf.Variable(0, dtype=tf.int64, trainable=False, name="batches_consumed")
+        extra = {"ctc_head": self.ctc_head} if self.ctc_head is not None else {}
         self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step, batches_consumed=self.batches_consumed
+            model=self.model, optimizer=self.optimizer, step=self.step, batches_consumed=self.batches_consumed,
+            **extra,
         )
         self.keeper = CheckpointKeeper(
             self.checkpoint, run_dir, keep=self.cfg.keep_checkpoints, chief=self.chief, worker=self.worker
@@ -130,7 +135,7 @@ class Trainer:
             return make_dataset(
                 self.train_set, self.tokenizer, cfg.features,
                 batch_seconds=cfg.batch_seconds, max_batch_size=cfg.max_batch_size, max_duration=cfg.max_duration,
-                seed=cfg.seed, epoch=0, skip_batches=start, repeat=True, spec_augment=cfg.spec_augment,
+                seed=cfg.seed, epoch=0, skip_batches=start, repeat=True, spec_augment=_spec_augment_options(cfg),
                 speed_factors=(0.9, 1.0, 1.1) if cfg.speed_perturb else (), augment_share=cfg.augment_share,
                 shard=(self.num_workers, self.worker, local),
             )
@@ -140,17 +145,25 @@ class Trainer:
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
     # --- the step ---
-    def _replica_step(self, batch: dict) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _replica_step(self, batch: dict) -> tuple[tf.Tensor, ...]:
         cfg = self.cfg
         ctx = tf.distribute.get_replica_context()
+        labels, label_lengths = batch["labels"], batch["label_lengths"]
         with tf.GradientTape() as tape:
-            logits, enc_lengths = self.model.logits(batch["features"], batch["feature_lengths"], batch["labels"])
-            nll = rnnt_loss(logits, batch["labels"], tf.maximum(enc_lengths, 1), batch["label_lengths"])
+            enc, enc_lengths = self.model.encode(batch["features"], batch["feature_lengths"])
+            enc_lengths = tf.maximum(enc_lengths, 1)
+            logits = self.model.joint.lattice(enc, self.model.predictor(labels))
+            nll = rnnt_loss(logits, labels, enc_lengths, label_lengths)
             local_sum = tf.reduce_sum(nll)
+            ctc_sum = tf.constant(0.0)
+            if self.ctc_head is not None:
+                ctc_sum = tf.reduce_sum(ctc_loss(self.ctc_head(enc), labels, enc_lengths, label_lengths))
             count = ctx.all_reduce("sum", tf.cast(tf.size(nll), tf.float32))
-            loss = local_sum / count
+            loss = (local_sum + cfg.ctc_weight * ctc_sum) / count
         grads = ctx.all_reduce("sum", tape.gradient(loss, self.variables))
         total_loss = ctx.all_reduce("sum", local_sum) / count
+        total_ctc = ctx.all_reduce("sum", ctc_sum) / count
+        tokens = ctx.all_reduce("sum", tf.cast(tf.reduce_sum(label_lengths), tf.float32))
         audio_frames = ctx.all_reduce("sum", tf.cast(tf.reduce_sum(batch["feature_lengths"]), tf.float32))
         grad_norm = tf.linalg.global_norm(grads)
         finite = tf.math.is_finite(total_loss) & tf.math.is_finite(grad_norm)
@@ -159,7 +172,7 @@ class Trainer:
         lr = learning_rate(self.step, cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps, cfg.min_learning_rate)
         self.optimizer.apply(grads, self.variables, lr, apply=finite)
         self.step.assign_add(1)
-        return total_loss, grad_norm, tf.cast(finite, tf.float32), audio_frames
+        return total_loss, grad_norm, tf.cast(finite, tf.float32), audio_frames, total_ctc, tokens / count
 
     def _build_step(self):
         strategy = self.strategy
@@ -215,7 +228,7 @@ class Trainer:
             if self._qat_due(step - 1):
                 self._enable_qat()
             self._train_step = self._train_step or self._build_step()
-            loss, grad_norm, finite, frames = (t.numpy() for t in self._train_step(next(data)))
+            loss, grad_norm, finite, frames, ctc, tokens = (t.numpy() for t in self._train_step(next(data)))
             self.batches_consumed.assign_add(replicas)
             if finite < 0.5:
                 skipped += 1
@@ -231,7 +244,10 @@ class Trainer:
             bar.set_postfix(loss=f"{loss_avg if loss_avg is not None else float('nan'):.3f}", audio=f"{speed:.1f}x")
             if writer is not None and (step % cfg.log_every == 0 or step == total):
                 with writer.as_default(step=step):
-                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("loss", loss)  # per utterance
+                    tf.summary.scalar("loss_per_token", loss / max(tokens, 1e-9))
+                    if self.ctc_head is not None:
+                        tf.summary.scalar("ctc_loss_per_token", ctc / max(tokens, 1e-9))
                     tf.summary.scalar("grad_norm", grad_norm)
                     tf.summary.scalar("audio_seconds_per_second", speed)
                     tf.summary.scalar("skipped_steps", skipped)
@@ -254,6 +270,12 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
         print(f"step {step}: dev WER {100 * result.wer:.2f}% CER {100 * result.cer:.2f}%", file=sys.stderr)
         return result.wer
+
+
+def _spec_augment_options(cfg: TrainConfig) -> dict | bool:
+    if not cfg.spec_augment:
+        return False
+    return {"num_time_masks": cfg.spec_augment_time_masks, "freq_width": cfg.spec_augment_freq_width}
 
 
 def _progress_bar(start: int, total: int, enabled: bool):
