@@ -256,7 +256,11 @@ class RNNT(tf.Module):
     def logits(self, feats: tf.Tensor, feature_lengths: tf.Tensor, labels: tf.Tensor):
         """Joint lattice logits [B, T', U+1, V] and encoder lengths, for the loss."""
         enc, enc_lengths = self.encode(feats, feature_lengths)
-        return self.joint.lattice(enc, self.predictor(labels)), enc_lengths
+        return self.lattice(enc, labels), enc_lengths
+
+    def lattice(self, enc: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        """Encoder output [B, T', D] and labels [B, U] -> joint logits [B, T', U+1, V]."""
+        return self.joint.lattice(enc, self.predictor(labels))
 
     # --- the step interface (streaming), used by export and by TFStepModel ---
     def encode_chunk(self, feats: tf.Tensor, state: tf.Tensor):

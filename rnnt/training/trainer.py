@@ -152,8 +152,7 @@ class Trainer:
         with tf.GradientTape() as tape:
             enc, enc_lengths = self.model.encode(batch["features"], batch["feature_lengths"])
             enc_lengths = tf.maximum(enc_lengths, 1)
-            logits = self.model.joint.lattice(enc, self.model.predictor(labels))
-            nll = rnnt_loss(logits, labels, enc_lengths, label_lengths)
+            nll = rnnt_loss(self.model.lattice(enc, labels), labels, enc_lengths, label_lengths)
             local_sum = tf.reduce_sum(nll)
             ctc_sum = tf.constant(0.0)
             if self.ctc_head is not None:
@@ -163,7 +162,7 @@ class Trainer:
         grads = ctx.all_reduce("sum", tape.gradient(loss, self.variables))
         total_loss = ctx.all_reduce("sum", local_sum) / count
         total_ctc = ctx.all_reduce("sum", ctc_sum) / count
-        tokens = ctx.all_reduce("sum", tf.cast(tf.reduce_sum(label_lengths), tf.float32))
+        tokens_per_utterance = ctx.all_reduce("sum", tf.cast(tf.reduce_sum(label_lengths), tf.float32)) / count
         audio_frames = ctx.all_reduce("sum", tf.cast(tf.reduce_sum(batch["feature_lengths"]), tf.float32))
         grad_norm = tf.linalg.global_norm(grads)
         finite = tf.math.is_finite(total_loss) & tf.math.is_finite(grad_norm)
@@ -172,7 +171,7 @@ class Trainer:
         lr = learning_rate(self.step, cfg.learning_rate, cfg.warmup_steps, cfg.decay_steps, cfg.min_learning_rate)
         self.optimizer.apply(grads, self.variables, lr, apply=finite)
         self.step.assign_add(1)
-        return total_loss, grad_norm, tf.cast(finite, tf.float32), audio_frames, total_ctc, tokens / count
+        return total_loss, grad_norm, tf.cast(finite, tf.float32), audio_frames, total_ctc, tokens_per_utterance
 
     def _build_step(self):
         strategy = self.strategy
@@ -228,7 +227,7 @@ class Trainer:
             if self._qat_due(step - 1):
                 self._enable_qat()
             self._train_step = self._train_step or self._build_step()
-            loss, grad_norm, finite, frames, ctc, tokens = (t.numpy() for t in self._train_step(next(data)))
+            loss, grad_norm, finite, frames, ctc, tokens_per_utt = (t.numpy() for t in self._train_step(next(data)))
             self.batches_consumed.assign_add(replicas)
             if finite < 0.5:
                 skipped += 1
@@ -245,9 +244,9 @@ class Trainer:
             if writer is not None and (step % cfg.log_every == 0 or step == total):
                 with writer.as_default(step=step):
                     tf.summary.scalar("loss", loss)  # per utterance
-                    tf.summary.scalar("loss_per_token", loss / max(tokens, 1e-9))
+                    tf.summary.scalar("loss_per_token", loss / max(tokens_per_utt, 1e-9))
                     if self.ctc_head is not None:
-                        tf.summary.scalar("ctc_loss_per_token", ctc / max(tokens, 1e-9))
+                        tf.summary.scalar("ctc_loss_per_token", ctc / max(tokens_per_utt, 1e-9))
                     tf.summary.scalar("grad_norm", grad_norm)
                     tf.summary.scalar("audio_seconds_per_second", speed)
                     tf.summary.scalar("skipped_steps", skipped)
