@@ -36,18 +36,19 @@ class RecipeConfig:
     real_share: float = 0.5
     max_real: int | None = None  # cap real clips per set (small test builds)
     engines: tuple[str, ...] = ("espeak", "flite", "festival")
-    vocab_size: int = 256
+    tokenizer: str = "chars"  # "chars" (letters, apostrophe, word start) or "sentencepiece"
+    vocab_size: int = 30  # sentencepiece size; with "chars" it must equal len(CHAR_BASE)
     eval_beam: int = 4
     eval_limit: int | None = None  # utterances per real dev set (None: all)
     eval_limit_other: int | None = 100  # utterances of the synthetic and speechocean/FSDD dev sets
     calibration_utterances: int = 100
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         batch_seconds=160.0, max_batch_size=32, max_duration=16.0, learning_rate=1.5e-3, warmup_steps=300,
-        decay_steps=5000, steps=5000, checkpoint_every=200, eval_every=500, eval_utterances=60,
-        spec_augment=True, spec_augment_time_masks=3, spec_augment_freq_width=20, ctc_weight=0.3,
+        decay_steps=8000, steps=8000, checkpoint_every=200, eval_every=500, eval_utterances=60,
+        spec_augment=True, spec_augment_time_masks=3, spec_augment_freq_width=20, ctc_weight=0.5,
         speed_perturb=True, augment_share=0.2,
-        model=ModelConfig(vocab_size=256, frame_stack=3, encoder_layers=3, encoder_units=384, encoder_proj=192,
-                          time_reduction_after=0, embed_dim=96, predictor_units=320, predictor_proj=192,
+        model=ModelConfig(vocab_size=30, frame_stack=4, encoder_layers=3, encoder_units=384, encoder_proj=192,
+                          time_reduction_after=-1, embed_dim=96, predictor_units=320, predictor_proj=192,
                           joint_dim=256, chunk_frames=12),
     ))
 
@@ -56,14 +57,14 @@ PRESETS: dict[str, RecipeConfig] = {
     "default": RecipeConfig(),
     # a minutes-long smoke run of every stage (tests, CI)
     "tiny": RecipeConfig(
-        name="tiny", corpus_hours=0.01, max_real=6, engines=("espeak",), vocab_size=40, eval_beam=2, eval_limit=4,
+        name="tiny", corpus_hours=0.01, max_real=6, engines=("espeak",), eval_beam=2, eval_limit=4,
         calibration_utterances=4,
         train=TrainConfig(
             batch_seconds=40.0, max_batch_size=8, max_duration=12.0, learning_rate=2e-3, warmup_steps=5,
             decay_steps=20, steps=12, checkpoint_every=6, eval_every=12, eval_utterances=4, spec_augment=True,
             spec_augment_time_masks=3, spec_augment_freq_width=20, ctc_weight=0.3,
-            model=ModelConfig(vocab_size=40, encoder_layers=2, encoder_units=48, encoder_proj=32,
-                              time_reduction_after=0, embed_dim=16, predictor_units=48, predictor_proj=32,
+            model=ModelConfig(vocab_size=30, frame_stack=4, encoder_layers=2, encoder_units=48, encoder_proj=32,
+                              time_reduction_after=-1, embed_dim=16, predictor_units=48, predictor_proj=32,
                               joint_dim=48, chunk_frames=12),
         ),
     ),
@@ -141,13 +142,26 @@ class Recipe:
                 lines += [u.text for u in read_manifest(str(path))]
         return lines
 
-    def stage_tokenizer(self) -> dict:
-        from rnnt.tokens import train_sentencepiece
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.work / ("tokenizer.json" if self.cfg.tokenizer == "chars" else "tokenizer.model")
 
-        prefix = self.work / "tokenizer"
-        if not Path(f"{prefix}.model").exists():
-            train_sentencepiece(self._train_text(), self.cfg.vocab_size, str(prefix))
-        return {"path": f"{prefix}.model", "vocab_size": self.cfg.vocab_size}
+    def stage_tokenizer(self) -> dict:
+        from rnnt.tokens import CharTokenizer, train_sentencepiece
+
+        path = self.tokenizer_path
+        if self.cfg.tokenizer == "chars":
+            tokenizer = CharTokenizer()
+            if tokenizer.vocab_size != self.cfg.vocab_size:
+                raise ValueError(f"a character tokenizer has {tokenizer.vocab_size} tokens, not {self.cfg.vocab_size}")
+            if not path.exists():
+                tokenizer.save(str(path))
+        elif self.cfg.tokenizer == "sentencepiece":
+            if not path.exists():
+                train_sentencepiece(self._train_text(), self.cfg.vocab_size, str(path.with_suffix("")))
+        else:
+            raise ValueError(f"unknown tokenizer {self.cfg.tokenizer!r} (chars or sentencepiece)")
+        return {"path": str(path), "kind": self.cfg.tokenizer, "vocab_size": self.cfg.vocab_size}
 
     def train_config(self) -> TrainConfig:
         cfg = self.cfg
@@ -156,7 +170,7 @@ class Recipe:
             mix += f",{self.corpus / 'real-train.jsonl'}@{cfg.real_share}"
         return dataclasses.replace(
             cfg.train, train_manifest=mix, dev_manifest=str(self.corpus / "dev.jsonl"),
-            tokenizer=str(self.work / "tokenizer.model"),
+            tokenizer=str(self.tokenizer_path),
             model=dataclasses.replace(cfg.train.model, vocab_size=cfg.vocab_size),
         )
 
@@ -186,7 +200,7 @@ class Recipe:
                 if cli(args) != 0:
                     raise RuntimeError(f"export of {mode} bundle failed")
             out[mode] = {"path": str(path), "bytes": path.stat().st_size}
-        return out
+        return {**out, **_exported_model(self.bundle(MODES[0]))}
 
     def dev_sets(self) -> dict[str, str]:
         """Name -> manifest of each evaluation set (real dev sets imported from shared/ into the work folder)."""
@@ -282,6 +296,22 @@ def _device_name() -> str:
     return f"{len(gpus)} GPU" if gpus else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
+def _exported_model(bundle: Path) -> dict:
+    """The training step and parameter count of the checkpoint a bundle was exported from."""
+    from rnnt.bundle import read_metadata
+    from rnnt.model import RNNT
+
+    meta = read_metadata(str(bundle))
+    params = sum(int(v.shape.num_elements()) for v in RNNT(meta.model).trainable_variables)
+    return {"step": meta.training.get("step"), "parameters": params}
+
+
+def _tokenizer_text(cfg: dict) -> str:
+    if cfg.get("tokenizer", "sentencepiece") == "chars":
+        return f"characters (letters, apostrophe, a word-start token; {cfg['vocab_size']} tokens with blank and unknown)"
+    return f"sentencepiece unigram, {cfg['vocab_size']} tokens with blank"
+
+
 def _spec_augment_text(train: dict) -> str:
     if not train["spec_augment"]:
         return "no SpecAugment"
@@ -297,6 +327,9 @@ def results_markdown(state: dict) -> str:
     export = stages.get("export", {})
     evaluation = stages.get("evaluate", {})
     installed = state.get("installed", {})
+    # the bundles' checkpoint: a training call stopped early records no train stage, so the export stage says
+    step, params = export.get("step", train.get("step", "?")), export.get("parameters", train.get("parameters"))
+    finished = train.get("step") == step
     lines = [
         f"# Results of `rnnt recipe {cfg['name']}`",
         "",
@@ -312,15 +345,15 @@ def results_markdown(state: dict) -> str:
         f"- corpus: `{stages.get('corpus', {}).get('command', '')}` (synthesized speech from espeak-ng, flite and "
         f"festival voices, plus the real recordings of `../shared/data` (speechocean762, FSDD) at "
         f"{cfg['real_share']:.0%} of the audio time)",
-        f"- tokenizer: sentencepiece unigram, {cfg['vocab_size']} tokens with blank",
+        f"- tokenizer: {_tokenizer_text(cfg)}",
         "",
         "## Model and training",
         "",
         f"- model: `{json.dumps(cfg['train']['model'])}`",
-        f"- parameters: {train.get('parameters', '?'):,}" if isinstance(train.get("parameters"), int) else "- parameters: ?",
-        f"- steps: {train.get('step', '?')} of a {cfg['train']['decay_steps']}-step schedule, on {train.get('device', '?')}"
-        + (f", final loss {train['loss']:.3f}" if isinstance(train.get("loss"), float) and train["loss"] == train["loss"]
-           else ""),
+        f"- parameters: {params:,}" if isinstance(params, int) else "- parameters: ?",
+        f"- steps: {step} of a {cfg['train']['decay_steps']}-step schedule, on {train.get('device', '?')}"
+        + (f", final loss {train['loss']:.3f}" if finished and isinstance(train.get("loss"), float)
+           and train["loss"] == train["loss"] else ""),
         f"- settings: learning rate {cfg['train']['learning_rate']}, batch {cfg['train']['batch_seconds']} s of audio, "
         f"{_spec_augment_text(cfg['train'])}, speed perturbation {cfg['train']['speed_perturb']}, "
         f"on-the-fly augmentation share {cfg['train']['augment_share']}, "

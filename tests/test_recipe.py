@@ -46,3 +46,35 @@ def test_tiny_recipe_end_to_end_and_resume(tmp_path):
     assert state2["stages"]["train"]["step"] == PRESETS["tiny"].train.steps
     assert (tmp_path / "work" / "model-float32.tflite").stat().st_mtime == mtime
     assert json.loads((tmp_path / "work" / "recipe.json").read_text())["config"]["name"] == "tiny"
+
+
+def test_tokenizer_stage_writes_the_configured_kind(tmp_path):
+    import dataclasses
+
+    from rnnt.recipe import PRESETS, Recipe
+    from rnnt.tokens import load_tokenizer
+
+    tiny = PRESETS["tiny"]
+    chars = Recipe(tiny, str(tmp_path / "chars"), progress=False).stage_tokenizer()
+    assert chars["path"].endswith("tokenizer.json") and chars["kind"] == "chars"
+    assert load_tokenizer(chars["path"]).vocab_size == tiny.vocab_size == tiny.train.model.vocab_size
+
+    work = tmp_path / "sp"
+    (work / "corpus").mkdir(parents=True)
+    import random
+
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8))) for _ in range(300)]
+    lines = [json.dumps({"audio": "x.flac", "text": " ".join(rng.sample(words, 8)), "duration": 1.0})
+             for _ in range(300)]
+    (work / "corpus" / "train.jsonl").write_text("\n".join(lines) + "\n")
+    sp_cfg = dataclasses.replace(tiny, tokenizer="sentencepiece", vocab_size=40)
+    sp = Recipe(sp_cfg, str(work), progress=False)
+    out = sp.stage_tokenizer()
+    assert out["path"].endswith("tokenizer.model") and load_tokenizer(out["path"]).vocab_size == 40
+    assert sp.train_config().tokenizer == out["path"]
+
+    with pytest.raises(ValueError, match="character tokenizer has"):
+        Recipe(dataclasses.replace(tiny, vocab_size=40), str(tmp_path / "bad"), progress=False).stage_tokenizer()
+    with pytest.raises(ValueError, match="unknown tokenizer"):
+        Recipe(dataclasses.replace(tiny, tokenizer="bpe"), str(tmp_path / "bad2"), progress=False).stage_tokenizer()
