@@ -52,6 +52,14 @@ class RecipeConfig:
                           joint_dim=256, chunk_frames=12),
     ))
 
+    def __post_init__(self) -> None:
+        from rnnt.tokens import CHAR_BASE
+
+        if self.tokenizer not in ("chars", "sentencepiece"):
+            raise ValueError(f"unknown tokenizer {self.tokenizer!r} (chars or sentencepiece)")
+        if self.tokenizer == "chars" and self.vocab_size != len(CHAR_BASE):
+            raise ValueError(f"a character tokenizer has {len(CHAR_BASE)} tokens, not {self.vocab_size}")
+
 
 PRESETS: dict[str, RecipeConfig] = {
     "default": RecipeConfig(),
@@ -150,17 +158,11 @@ class Recipe:
         from rnnt.tokens import CharTokenizer, train_sentencepiece
 
         path = self.tokenizer_path
-        if self.cfg.tokenizer == "chars":
-            tokenizer = CharTokenizer()
-            if tokenizer.vocab_size != self.cfg.vocab_size:
-                raise ValueError(f"a character tokenizer has {tokenizer.vocab_size} tokens, not {self.cfg.vocab_size}")
-            if not path.exists():
-                tokenizer.save(str(path))
-        elif self.cfg.tokenizer == "sentencepiece":
-            if not path.exists():
+        if not path.exists():
+            if self.cfg.tokenizer == "chars":
+                CharTokenizer().save(str(path))
+            else:
                 train_sentencepiece(self._train_text(), self.cfg.vocab_size, str(path.with_suffix("")))
-        else:
-            raise ValueError(f"unknown tokenizer {self.cfg.tokenizer!r} (chars or sentencepiece)")
         return {"path": str(path), "kind": self.cfg.tokenizer, "vocab_size": self.cfg.vocab_size}
 
     def train_config(self) -> TrainConfig:

@@ -1,9 +1,9 @@
 """Does the encoder learn acoustics? Train the encoder alone with a CTC head and print the loss and dev CER.
 
-    python scripts/ctc_probe.py runs/recipe-default tts 300 --run run2 --chars model.frame_stack=4
+    python scripts/ctc_probe.py runs/recipe-default tts 300 --run run2/run --chars model.frame_stack=4
 
 Uses a recipe work directory's corpus (`tts`: train.jsonl, `real`: speechocean762 clips of real-train.jsonl,
-`digits`: FSDD clips, `mix`: tts and real) and the model settings of one of its runs (`--run`, default `run`:
+`digits`: FSDD clips, `mix`: tts and real) and the model settings of one of its runs (`--run RUN`:
 WORK/RUN/config.json) or, without one, of the `default` preset (KEY=VALUE overrides,
 `model.` for model settings, `max_duration=2.5` to keep short clips, `learning_rate=...`). `--chars` swaps the
 sentencepiece tokenizer for characters. No predictor, no augmentation: the RNN-T loss can fall by memorizing
@@ -34,6 +34,8 @@ from rnnt.text import normalize_text
 from rnnt.tokens import CharTokenizer, TokenTable, load_tokenizer
 from rnnt.training.evaluate import feature_statistics
 
+from overfit_check import split_overrides  # scripts/ is on sys.path when a script runs
+
 
 def _clips(corpus: Path, which: str) -> list:
     real = read_manifest(str(corpus / "real-train.jsonl"))
@@ -52,20 +54,20 @@ def main() -> None:
     parser.add_argument("clips", choices=["tts", "real", "digits", "mix"])
     parser.add_argument("steps", type=int)
     parser.add_argument("--chars", action="store_true")
-    parser.add_argument("--run", default="run", help="run folder in WORK_DIR whose model settings to use")
+    parser.add_argument("--run", help="run folder in WORK_DIR whose model settings to use (default: the preset's)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE (JSON values)")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides may follow the options
 
     work = Path(args.work_dir)
     tokenizer = CharTokenizer() if args.chars else load_tokenizer(str(work / "tokenizer.model"))
     train = PRESETS["default"].train
-    run_config = work / args.run / "config.json"
-    if run_config.exists():
+    if args.run:
+        run_config = work / args.run / "config.json"
+        if not run_config.exists():
+            raise SystemExit(f"{run_config} not found")
         train = config_from_dict(TrainConfig, json.loads(run_config.read_text()))
-    model_over, train_over = {"vocab_size": tokenizer.vocab_size}, {}
-    for item in args.overrides:
-        key, value = item.split("=", 1)
-        (model_over if key.startswith("model.") else train_over)[key.removeprefix("model.")] = json.loads(value)
+    model_over, train_over = split_overrides(args.overrides)
+    model_over["vocab_size"] = tokenizer.vocab_size
     cfg = dataclasses.replace(train, model=dataclasses.replace(train.model, **model_over))
     max_duration = float(train_over.pop("max_duration", cfg.max_duration))
     learning_rate = float(train_over.pop("learning_rate", 1e-3))

@@ -20,6 +20,17 @@ from rnnt.data.manifest import read_manifest, write_manifest
 from rnnt.training.trainer import Trainer
 
 
+def split_overrides(items) -> tuple[dict, dict]:
+    """KEY=VALUE strings (JSON values; a value ending in .json stays a path) -> (model settings, other settings)."""
+    model: dict = {}
+    other: dict = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        value = value if value.endswith(".json") else json.loads(value)
+        (model if key.startswith("model.") else other)[key.removeprefix("model.")] = value
+    return model, other
+
+
 def main(run_dir: str, out: str, steps: str, *overrides: str) -> None:
     base = config_from_dict(TrainConfig, json.loads((Path(run_dir) / "config.json").read_text()))
     real = next(m.split("@")[0] for m in base.train_manifest.split(",") if "real-train" in m)
@@ -31,11 +42,8 @@ def main(run_dir: str, out: str, steps: str, *overrides: str) -> None:
     train = dict(train_manifest=f"{out}/clips.jsonl", dev_manifest="", spec_augment=False, speed_perturb=False,
                  augment_share=0.0, warmup_steps=50, steps=int(steps), decay_steps=100_000,
                  checkpoint_every=100_000, log_every=10)
-    model = {}
-    for item in overrides:
-        key, value = item.split("=", 1)
-        value = value if value.endswith(".json") else json.loads(value)
-        (model if key.startswith("model.") else train)[key.removeprefix("model.")] = value
+    model, extra = split_overrides(overrides)
+    train.update(extra)
     cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, **model), **train)
     Trainer(cfg, f"{out}/run", progress=False).train()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -49,8 +51,6 @@ def test_tiny_recipe_end_to_end_and_resume(tmp_path):
 
 
 def test_tokenizer_stage_writes_the_configured_kind(tmp_path):
-    import dataclasses
-
     from rnnt.recipe import PRESETS, Recipe
     from rnnt.tokens import load_tokenizer
 
@@ -61,8 +61,6 @@ def test_tokenizer_stage_writes_the_configured_kind(tmp_path):
 
     work = tmp_path / "sp"
     (work / "corpus").mkdir(parents=True)
-    import random
-
     rng = random.Random(0)
     words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8))) for _ in range(300)]
     lines = [json.dumps({"audio": "x.flac", "text": " ".join(rng.sample(words, 8)), "duration": 1.0})
