@@ -32,7 +32,7 @@ class RecipeConfig:
     """Everything that decides the model a recipe produces."""
 
     name: str = "default"
-    corpus_hours: float = 2.0
+    corpus_hours: float = 8.0
     real_share: float = 0.5
     max_real: int | None = None  # cap real clips per set (small test builds)
     engines: tuple[str, ...] = ("espeak", "flite", "festival")
@@ -47,9 +47,9 @@ class RecipeConfig:
         decay_steps=8000, steps=8000, checkpoint_every=200, eval_every=500, eval_utterances=60,
         spec_augment=True, spec_augment_time_masks=3, spec_augment_freq_width=20, ctc_weight=0.5,
         speed_perturb=True, augment_share=0.2,
-        model=ModelConfig(vocab_size=30, frame_stack=4, encoder_layers=3, encoder_units=384, encoder_proj=192,
+        model=ModelConfig(vocab_size=30, frame_stack=4, encoder_layers=4, encoder_units=512, encoder_proj=256,
                           time_reduction_after=-1, embed_dim=96, predictor_units=320, predictor_proj=192,
-                          joint_dim=256, chunk_frames=12),
+                          joint_dim=320, chunk_frames=12),
     ))
 
     def __post_init__(self) -> None:
@@ -118,6 +118,11 @@ class Recipe:
 
     def bundle(self, mode: str) -> Path:
         return self.work / f"model-{mode}.tflite"
+
+    def record_training(self, record: dict) -> None:
+        """Record a training done outside `stage_train` (the accelerated trainer), for RESULTS.md."""
+        self.state.setdefault("stages", {})["train"] = record
+        self._save()
 
     def run(self, stages: tuple[str, ...] = STAGES) -> dict:
         for stage in STAGES:
@@ -332,34 +337,50 @@ def results_markdown(state: dict) -> str:
     # the bundles' checkpoint: a training call stopped early records no train stage, so the export stage says
     step, params = export.get("step", train.get("step", "?")), export.get("parameters", train.get("parameters"))
     finished = train.get("step") == step
+    name, work = cfg["name"], f"runs/recipe-{cfg['name']}"
+    accelerated = bool(train.get("trainer"))
+    if accelerated:
+        rebuild = [f"rnnt recipe {name} --stages corpus,tokenizer --work-dir {work}",
+                   f"python scripts/accelerated/pack_features.py {work} runs/accel/data",
+                   "# on a GPU machine with PyTorch, calls of scripts/accelerated/device_step.sh (docs/default-model.md)",
+                   f"python scripts/accelerated/import_weights.py runs/accel/out --recipe {name}",
+                   f"rnnt recipe {name} --stages export,evaluate,install --work-dir {work}"]
+        share = f"every packed clip once per epoch ({train.get('data', '?')})"
+        training = [f"- steps: {step}, trained on {train.get('device', '?')} by `{train['trainer']}`, then imported "
+                    "into the recipe's run folder with `scripts/accelerated/import_weights.py`",
+                    f"- commands: {train.get('command', '?')}"]
+    else:
+        rebuild = [f"rnnt recipe {name} --work-dir {work}"]
+        share = f"at {cfg['real_share']:.0%} of the audio time"
+        training = [
+            f"- steps: {step} of a {cfg['train']['decay_steps']}-step schedule, on {train.get('device', '?')}"
+            + (f", final loss {train['loss']:.3f}" if finished and isinstance(train.get("loss"), float)
+               and train["loss"] == train["loss"] else ""),
+            f"- settings: learning rate {cfg['train']['learning_rate']}, batch {cfg['train']['batch_seconds']} s of "
+            f"audio, {_spec_augment_text(cfg['train'])}, speed perturbation {cfg['train']['speed_perturb']}, "
+            f"on-the-fly augmentation share {cfg['train']['augment_share']}, "
+            f"auxiliary CTC weight {cfg['train'].get('ctc_weight', 0.0)}"]
     lines = [
-        f"# Results of `rnnt recipe {cfg['name']}`",
+        f"# Results of `rnnt recipe {name}`",
         "",
         "Rebuild with:",
         "",
         "```sh",
         'pip install -e ".[train]"',
-        f"rnnt recipe {cfg['name']} --work-dir runs/recipe-{cfg['name']}",
+        *rebuild,
         "```",
         "",
         "## Data",
         "",
         f"- corpus: `{stages.get('corpus', {}).get('command', '')}` (synthesized speech from espeak-ng, flite and "
-        f"festival voices, plus the real recordings of `../shared/data` (speechocean762, FSDD) at "
-        f"{cfg['real_share']:.0%} of the audio time)",
+        f"festival voices, plus the real recordings of `../shared/data` (speechocean762, FSDD), {share})",
         f"- tokenizer: {_tokenizer_text(cfg)}",
         "",
         "## Model and training",
         "",
         f"- model: `{json.dumps(cfg['train']['model'])}`",
         f"- parameters: {params:,}" if isinstance(params, int) else "- parameters: ?",
-        f"- steps: {step} of a {cfg['train']['decay_steps']}-step schedule, on {train.get('device', '?')}"
-        + (f", final loss {train['loss']:.3f}" if finished and isinstance(train.get("loss"), float)
-           and train["loss"] == train["loss"] else ""),
-        f"- settings: learning rate {cfg['train']['learning_rate']}, batch {cfg['train']['batch_seconds']} s of audio, "
-        f"{_spec_augment_text(cfg['train'])}, speed perturbation {cfg['train']['speed_perturb']}, "
-        f"on-the-fly augmentation share {cfg['train']['augment_share']}, "
-        f"auxiliary CTC weight {cfg['train'].get('ctc_weight', 0.0)}",
+        *training,
         "- how the recipe got here, and what each change bought: `docs/default-model.md`",
         "",
         "## Word error rates",

@@ -76,3 +76,24 @@ def test_tokenizer_stage_writes_the_configured_kind(tmp_path):
         Recipe(dataclasses.replace(tiny, vocab_size=40), str(tmp_path / "bad"), progress=False).stage_tokenizer()
     with pytest.raises(ValueError, match="unknown tokenizer"):
         Recipe(dataclasses.replace(tiny, tokenizer="bpe"), str(tmp_path / "bad2"), progress=False).stage_tokenizer()
+
+
+def test_results_name_the_accelerated_trainer_once_it_is_recorded(tmp_path):
+    from rnnt.recipe import PRESETS, Recipe, results_markdown
+
+    recipe = Recipe(PRESETS["tiny"], str(tmp_path / "work"), progress=False)
+    recipe.state["stages"] = {"train": {"step": 12, "device": "CPU (2 cores)", "loss": 3.5},
+                              "export": {"step": 12, "parameters": 1000}}
+    plain = results_markdown(recipe.state)
+    assert "12 of a 20-step schedule, on CPU (2 cores)" in plain and "learning rate" in plain
+    assert "import_weights" not in plain
+
+    recipe.record_training({"step": 40, "parameters": 1000, "trainer": "scripts/accelerated/train_torch.py",
+                            "device": "NVIDIA H200", "command": "`train_torch.py --minutes 9`", "data": "12.9 h"})
+    saved = json.loads((tmp_path / "work" / "recipe.json").read_text())
+    assert saved["stages"]["train"]["device"] == "NVIDIA H200"
+    recipe.state["stages"]["export"]["step"] = 40
+    text = results_markdown(recipe.state)
+    assert "40, trained on NVIDIA H200 by `scripts/accelerated/train_torch.py`" in text
+    assert "`train_torch.py --minutes 9`" in text and "pack_features.py" in text and "12.9 h" in text
+    assert "learning rate" not in text  # the TensorFlow trainer's settings did not make this model

@@ -1,0 +1,218 @@
+"""scripts/accelerated: packed features, the PyTorch twin of the model and its loss, and the weight import."""
+
+from __future__ import annotations
+
+import io
+import json
+import lzma
+import os
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+
+from rnnt.config import ModelConfig
+from rnnt.model import RNNT, ctc_head
+from rnnt.tokens import CharTokenizer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "accelerated"))
+
+import import_weights  # noqa: E402
+import pack_features  # noqa: E402
+
+TINY = ModelConfig(vocab_size=30, frame_stack=4, encoder_layers=2, encoder_units=24, encoder_proj=16,
+                   time_reduction_after=-1, embed_dim=8, predictor_units=20, predictor_proj=12, joint_dim=16,
+                   chunk_frames=12)
+
+
+def test_quantize_error_is_half_a_step_inside_the_range():
+    x = np.linspace(pack_features.FLOOR, pack_features.FLOOR + 255 * pack_features.STEP, 1000).astype(np.float32)
+    back = pack_features.dequantize(pack_features.quantize(x))
+    assert np.abs(back - x).max() <= pack_features.STEP / 2 + 1e-5
+    assert pack_features.dequantize(pack_features.quantize(np.float32([-50.0, 50.0]))).tolist() == pytest.approx(
+        [pack_features.FLOOR, pack_features.FLOOR + 255 * pack_features.STEP])
+
+
+def _clip(path, seconds: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sf.write(path, (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
+
+
+def _write_manifest(path, rows) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def _read_shard(path) -> dict:
+    with open(path, "rb") as f:
+        z = np.load(io.BytesIO(lzma.decompress(f.read())))
+        return {k: z[k] for k in z.files}
+
+
+def _tiny_work(tmp_path, train_texts):
+    corpus = tmp_path / "work" / "corpus"
+    corpus.mkdir(parents=True)
+    rows = {}
+    for name, texts in (("train", train_texts), ("dev", ["a dev line"]), ("babble", ["noise"])):
+        rows[name] = []
+        for i, text in enumerate(texts):
+            audio = corpus / f"{name}-{i}.wav"
+            _clip(str(audio), 0.5 + 0.1 * i, seed=hash((name, i)) % 1000)
+            rows[name].append({"audio": audio.name, "text": text, "duration": 0.5 + 0.1 * i, "id": f"{name}-{i}"})
+        _write_manifest(corpus / f"{name}.jsonl", rows[name])
+    (corpus / "mix.json").write_text(json.dumps(
+        {"train": [{"manifest": "train.jsonl", "share": 1.0}], "dev": ["dev.jsonl"], "babble": "babble.jsonl"}))
+    CharTokenizer().save(str(tmp_path / "work" / "tokenizer.json"))
+    return tmp_path / "work", rows
+
+
+def test_pack_features_then_only_new_clips_after_the_corpus_grew(tmp_path):
+    work, rows = _tiny_work(tmp_path, ["one two", "three"])
+    out = tmp_path / "data"
+    assert pack_features.main([str(work), str(out)]) == 0
+    first = _read_shard(out / "shard-0.npz.xz")
+    assert sorted(first["split"].tolist()) == [0, 0, 1, 2]  # two train, one dev, one noise clip
+    assert first["lengths"].sum() == first["feats"].shape[0] and first["feats"].dtype == np.uint8
+    tokenizer = CharTokenizer()
+    assert sorted(first["token_lengths"].tolist()) == sorted(len(tokenizer.encode(t)) for t in
+                                                             ["one two", "three", "a dev line", "noise"])
+    # the corpus grows by one training clip: a second shard holds it alone
+    audio = work / "corpus" / "train-2.wav"
+    _clip(str(audio), 0.7, seed=5)
+    _write_manifest(work / "corpus" / "train.jsonl",
+                    rows["train"] + [{"audio": audio.name, "text": "four", "duration": 0.7, "id": "train-2"}])
+    assert pack_features.main([str(work), str(out)]) == 0
+    second = _read_shard(out / "shard-1.npz.xz")
+    assert second["split"].tolist() == [0] and second["tokens"].tolist() == tokenizer.encode("four")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["shards"] == 2 and meta["floor"] == pack_features.FLOOR
+    assert (out / "packed-ids.txt").read_text().split()[-1] == "train-2"
+    assert pack_features.main([str(work), str(out)]) == 0  # nothing new: no third shard
+    assert not (out / "shard-2.npz.xz").exists()
+
+
+def test_named_variables_cover_every_trainable_variable():
+    model, head = RNNT(TINY), ctc_head(TINY)
+    named = import_weights.named_variables(model, head)
+    trainable = {id(v) for v in list(model.trainable_variables) + list(head.trainable_variables)}
+    assert trainable <= {id(v) for v in named.values()}
+    assert {"encoder/feature_mean", "encoder/feature_std"} <= set(named)
+
+
+def test_assign_copies_weights_and_rejects_mismatches():
+    source, target = RNNT(TINY, seed=1), RNNT(TINY, seed=2)
+    weights = {k: v.numpy() for k, v in import_weights.named_variables(source).items()}
+    import_weights.assign(import_weights.named_variables(target), weights)
+    feats = tf.random.normal([1, 24, 80], seed=3)
+    a, _ = source.encode(feats, tf.constant([24]))
+    b, _ = target.encode(feats, tf.constant([24]))
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="missing"):
+        import_weights.assign(import_weights.named_variables(target),
+                              {k: v for k, v in weights.items() if k != "joint/out/b"})
+    bad = dict(weights, **{"joint/out/b": np.zeros([3], np.float32)})
+    with pytest.raises(ValueError, match="shape"):
+        import_weights.assign(import_weights.named_variables(target), bad)
+
+
+# ---- the PyTorch side (skipped where PyTorch is not installed)
+
+def _torch_model():
+    torch = pytest.importorskip("torch")
+    import train_torch
+
+    cfg = {k: getattr(TINY, k) for k in ("vocab_size", "num_mels", "frame_stack", "encoder_layers", "encoder_units",
+                                          "encoder_proj", "time_reduction_after", "embed_dim", "predictor_layers",
+                                          "predictor_units", "predictor_proj", "joint_dim")}
+    torch.manual_seed(0)
+    model = train_torch.Transducer(cfg, dropout=0.0).eval()
+    with torch.no_grad():
+        model.feature_mean.normal_()
+        model.feature_std.uniform_(0.5, 2.0)
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return torch, train_torch, model
+
+
+def test_torch_twin_computes_what_the_tensorflow_model_computes():
+    torch, _, tmodel = _torch_model()
+    model, head = RNNT(TINY), ctc_head(TINY)
+    import_weights.assign(import_weights.named_variables(model, head), tmodel.tf_weights())
+    rng = np.random.default_rng(0)
+    feats = (3 * rng.standard_normal((2, 24, 80)) - 5).astype(np.float32)
+    labels = rng.integers(1, 30, size=(2, 5))
+    with torch.no_grad():
+        enc_t = tmodel.encode(torch.tensor(feats))
+        lattice_t = tmodel.lattice(enc_t, tmodel.predict(torch.tensor(labels)))
+    enc, _ = model.encode(tf.constant(feats), tf.constant([24, 24]))
+    np.testing.assert_allclose(enc_t.numpy(), enc.numpy(), atol=1e-5)
+    np.testing.assert_allclose(lattice_t.numpy(), model.lattice(enc, tf.constant(labels, tf.int32)).numpy(), atol=1e-5)
+    np.testing.assert_allclose(tmodel.ctc_head(enc_t).detach().numpy(), head(enc).numpy(), atol=1e-5)
+
+
+def test_torch_weights_round_trip():
+    torch, train_torch, tmodel = _torch_model()
+    copy = train_torch.Transducer(tmodel.cfg, dropout=0.0)
+    copy.load_tf_weights(tmodel.tf_weights())
+    for (name, a), (_, b) in zip(tmodel.state_dict().items(), copy.state_dict().items()):
+        if name.endswith("bias_hh_l0"):  # folded into bias_ih on the way out
+            continue
+        if name.endswith("bias_ih_l0"):
+            a = a + tmodel.state_dict()[name.replace("ih", "hh")]
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=name)
+
+
+def test_torch_transducer_loss_matches_the_tensorflow_loss_and_gradient():
+    torch, train_torch, _ = _torch_model()
+    from rnnt.loss import rnnt_loss
+
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((3, 10, 6, 7)).astype(np.float32)
+    labels = rng.integers(1, 7, size=(3, 5))
+    t_len, u_len = np.array([10, 7, 3]), np.array([5, 2, 0])
+    x = torch.tensor(logits, requires_grad=True)
+    nll = train_torch.rnnt_nll(x, torch.tensor(labels), torch.tensor(t_len), torch.tensor(u_len))
+    nll.sum().backward()
+    y = tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(y)
+        expected = rnnt_loss(y, labels, t_len, u_len)
+        total = tf.reduce_sum(expected)
+    np.testing.assert_allclose(nll.detach().numpy(), expected.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(x.grad.numpy(), tape.gradient(total, y).numpy(), atol=1e-5)
+
+
+def test_speed_warp_is_the_identity_at_speed_one_and_shortens_faster_speech():
+    torch, train_torch, _ = _torch_model()
+    import types
+
+    args = types.SimpleNamespace(speed=(1.0, 1.0))
+    aug = train_torch.Augmenter([], torch.device("cpu"), 80, args)
+    x = torch.randn(2, 40, 80) - 5
+    lengths = torch.tensor([40, 30])
+    g = torch.Generator().manual_seed(0)
+    y, new_lengths = aug.speed(x, lengths, g)
+    assert new_lengths.tolist() == [40, 30]
+    torch.testing.assert_close(y[0], x[0], atol=1e-4, rtol=0)
+    args.speed = (1.25, 1.25)
+    _, faster = aug.speed(x, lengths, g)
+    assert faster.tolist() == [32, 24]
+
+
+def test_noise_mixing_adds_power_at_the_asked_snr_range():
+    torch, train_torch, _ = _torch_model()
+    import types
+
+    args = types.SimpleNamespace(noise_share=1.0, snr=(10.0, 10.0))
+    bank = [torch.full((7, 80), -2.0)]
+    aug = train_torch.Augmenter(bank, torch.device("cpu"), 80, args)
+    x = torch.randn(4, 30, 80) - 4
+    lengths = torch.tensor([30, 25, 20, 12])
+    mixed = aug.noise_mix(x, lengths, torch.Generator().manual_seed(0))
+    assert mixed.shape == x.shape and bool((mixed >= x - 1e-5).all())  # power only adds
+    added = (mixed.exp() - x.exp()).mean((1, 2)) / x.exp().mean((1, 2))
+    assert bool((added > 0.01).all()) and bool((added < 0.5).all())  # about -10 dB of added power
+    args.noise_share = 0.0
+    torch.testing.assert_close(aug.noise_mix(x, lengths, torch.Generator().manual_seed(0)), x)
