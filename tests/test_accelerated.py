@@ -88,6 +88,9 @@ def test_pack_features_then_only_new_clips_after_the_corpus_grew(tmp_path):
     assert second["split"].tolist() == [0] and second["tokens"].tolist() == tokenizer.encode("four")
     meta = json.loads((out / "meta.json").read_text())
     assert meta["shards"] == 2 and meta["floor"] == pack_features.FLOOR
+    from rnnt.recipe import PRESETS
+
+    assert json.loads((out / "model.json").read_text())["encoder_units"] == PRESETS["default"].train.model.encoder_units
     assert (out / "packed-ids.txt").read_text().split()[-1] == "train-2"
     assert pack_features.main([str(work), str(out)]) == 0  # nothing new: no third shard
     assert not (out / "shard-2.npz.xz").exists()

@@ -9,7 +9,7 @@ set -euo pipefail
 case $1 in
 data)
     mkdir -p /root/accel/data
-    cp runs/accel/data/meta.json /root/accel/data/
+    cp runs/accel/data/meta.json runs/accel/data/model.json /root/accel/data/
     for f in runs/accel/data/shard-*.npz.xz; do [ -e "$f" ] && cp --update=none "$f" /root/accel/data/; done
     [ -d runs/accel/init ] && mkdir -p /root/accel/init && cp runs/accel/init/* /root/accel/init/
     ls -l /root/accel/data
@@ -19,7 +19,7 @@ train)
     init=()
     [ -d /root/accel/init ] && init=(--init /root/accel/init)
     PYTHONUNBUFFERED=1 python3 scripts/accelerated/train_torch.py --data /root/accel/data \
-        --model-json runs/accel/model.json --state "/root/accel/state-$name" --out "/root/accel/out-$name" \
+        --model-json /root/accel/data/model.json --state "/root/accel/state-$name" --out "/root/accel/out-$name" \
         "${init[@]}" --minutes "$minutes" --total-steps "$total" "$@" > "$OUT/$name.log" 2>&1 ;;
 fetch)
     cp "/root/accel/out-$2"/weights-*.npz "/root/accel/out-$2"/*.json "$OUT/" ;;

@@ -3,7 +3,8 @@
 A lent GPU machine has no TensorFlow, no TTS engines and a 64 MiB limit on what travels with each call, so the
 corpus goes there as features: the project's numpy log-mel front end (`rnnt.features.log_mel`), quantized to
 uint8 (steps of 0.085 from log(1e-6); error at most 0.043), token ids from the recipe's tokenizer, and
-lzma-compressed shards of at most ``--shard-mb``. ``train_torch.py`` reads every ``shard-*.npz.xz`` it finds.
+lzma-compressed shards of at most ``--shard-mb``. ``train_torch.py`` reads every ``shard-*.npz.xz`` it finds, and
+the network's sizes from ``model.json`` (the recipe preset's ModelConfig).
 ``packed-ids.txt`` lists what the folder holds; a later run (after the corpus grew) packs only the rest into
 new shards.
 
@@ -13,6 +14,7 @@ new shards.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import lzma
@@ -26,6 +28,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 from rnnt.audio import load_audio  # noqa: E402
 from rnnt.data.manifest import read_manifest  # noqa: E402
 from rnnt.features import log_mel  # noqa: E402
+from rnnt.recipe import PRESETS  # noqa: E402
 from rnnt.tokens import load_tokenizer  # noqa: E402
 
 FLOOR = -14.0
@@ -82,10 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard-mb", type=float, default=56.0, help="compressed size per shard (one device call each)")
     p.add_argument("--dev-per-set", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recipe", default="default", help="recipe preset whose ModelConfig goes to model.json")
     args = p.parse_args(argv)
 
     tokenizer = load_tokenizer(os.path.join(args.work, "tokenizer.json"))
     os.makedirs(args.out, exist_ok=True)
+    model = dataclasses.replace(PRESETS[args.recipe].train.model, vocab_size=tokenizer.vocab_size)
+    with open(os.path.join(args.out, "model.json"), "w", encoding="utf-8") as f:
+        json.dump(dataclasses.asdict(model), f, indent=1)
     ids_path = os.path.join(args.out, "packed-ids.txt")
     packed = set(open(ids_path, encoding="utf-8").read().split()) if os.path.exists(ids_path) else set()
     entries = _entries(args.work, args.dev_per_set, args.seed)

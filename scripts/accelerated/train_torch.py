@@ -8,7 +8,7 @@ with `proj_size` is the same cell), from the shards of `pack_features.py`, with 
 `import_weights.py` turns the written weights into a checkpoint of a recipe run folder, from which
 `rnnt recipe ... --stages export,evaluate,install` go on as usual.
 
-    python scripts/accelerated/train_torch.py --data runs/accel/data --model-json runs/accel/model.json \
+    python scripts/accelerated/train_torch.py --data runs/accel/data --model-json runs/accel/data/model.json \
         --state /tmp/accel --out runs/accel/out --minutes 8 --total-steps 4000
 
 Each call trains until `--minutes` have passed or `--total-steps` is reached, resuming from `--state`
