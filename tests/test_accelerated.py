@@ -1,4 +1,4 @@
-"""scripts/accelerated: packed features, the PyTorch twin of the model and its loss, and the weight import."""
+"""scripts/accelerated: packed features, the PyTorch twin of the model, its loss and augmentation, the weight import."""
 
 from __future__ import annotations
 
@@ -124,19 +124,19 @@ def test_assign_copies_weights_and_rejects_mismatches():
 
 def _torch_model():
     torch = pytest.importorskip("torch")
-    import train_torch
+    import torch_model
 
     cfg = {k: getattr(TINY, k) for k in ("vocab_size", "num_mels", "frame_stack", "encoder_layers", "encoder_units",
                                           "encoder_proj", "time_reduction_after", "embed_dim", "predictor_layers",
                                           "predictor_units", "predictor_proj", "joint_dim")}
     torch.manual_seed(0)
-    model = train_torch.Transducer(cfg, dropout=0.0).eval()
+    model = torch_model.Transducer(cfg, dropout=0.0).eval()
     with torch.no_grad():
         model.feature_mean.normal_()
         model.feature_std.uniform_(0.5, 2.0)
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    return torch, train_torch, model
+    return torch, torch_model, model
 
 
 def test_torch_twin_computes_what_the_tensorflow_model_computes():
@@ -156,8 +156,8 @@ def test_torch_twin_computes_what_the_tensorflow_model_computes():
 
 
 def test_torch_weights_round_trip():
-    torch, train_torch, tmodel = _torch_model()
-    copy = train_torch.Transducer(tmodel.cfg, dropout=0.0)
+    torch, torch_model, tmodel = _torch_model()
+    copy = torch_model.Transducer(tmodel.cfg, dropout=0.0)
     copy.load_tf_weights(tmodel.tf_weights())
     for (name, a), (_, b) in zip(tmodel.state_dict().items(), copy.state_dict().items()):
         if name.endswith("bias_hh_l0"):  # folded into bias_ih on the way out
@@ -168,7 +168,7 @@ def test_torch_weights_round_trip():
 
 
 def test_torch_transducer_loss_matches_the_tensorflow_loss_and_gradient():
-    torch, train_torch, _ = _torch_model()
+    torch, torch_model, _ = _torch_model()
     from rnnt.loss import rnnt_loss
 
     rng = np.random.default_rng(1)
@@ -176,7 +176,7 @@ def test_torch_transducer_loss_matches_the_tensorflow_loss_and_gradient():
     labels = rng.integers(1, 7, size=(3, 5))
     t_len, u_len = np.array([10, 7, 3]), np.array([5, 2, 0])
     x = torch.tensor(logits, requires_grad=True)
-    nll = train_torch.rnnt_nll(x, torch.tensor(labels), torch.tensor(t_len), torch.tensor(u_len))
+    nll = torch_model.rnnt_nll(x, torch.tensor(labels), torch.tensor(t_len), torch.tensor(u_len))
     nll.sum().backward()
     y = tf.constant(logits)
     with tf.GradientTape() as tape:
@@ -188,11 +188,13 @@ def test_torch_transducer_loss_matches_the_tensorflow_loss_and_gradient():
 
 
 def test_speed_warp_is_the_identity_at_speed_one_and_shortens_faster_speech():
-    torch, train_torch, _ = _torch_model()
+    torch, _, _ = _torch_model()
     import types
 
+    import feature_augment
+
     args = types.SimpleNamespace(speed=(1.0, 1.0))
-    aug = train_torch.Augmenter([], torch.device("cpu"), 80, args)
+    aug = feature_augment.Augmenter([], torch.device("cpu"), 80, args)
     x = torch.randn(2, 40, 80) - 5
     lengths = torch.tensor([40, 30])
     g = torch.Generator().manual_seed(0)
@@ -205,12 +207,14 @@ def test_speed_warp_is_the_identity_at_speed_one_and_shortens_faster_speech():
 
 
 def test_noise_mixing_adds_power_at_the_asked_snr_range():
-    torch, train_torch, _ = _torch_model()
+    torch, _, _ = _torch_model()
     import types
+
+    import feature_augment
 
     args = types.SimpleNamespace(noise_share=1.0, snr=(10.0, 10.0))
     bank = [torch.full((7, 80), -2.0)]
-    aug = train_torch.Augmenter(bank, torch.device("cpu"), 80, args)
+    aug = feature_augment.Augmenter(bank, torch.device("cpu"), 80, args)
     x = torch.randn(4, 30, 80) - 4
     lengths = torch.tensor([30, 25, 20, 12])
     mixed = aug.noise_mix(x, lengths, torch.Generator().manual_seed(0))

@@ -2,11 +2,10 @@
 
 The TensorFlow trainer (`rnnt train`) is the project's trainer; this script is its accelerated twin for a lent
 GPU machine, which has PyTorch but no TensorFlow and no way to fetch it. It trains exactly `rnnt.model.RNNT`'s
-network (LSTMP layers with layer norm on their outputs, the same joint, blank 0 as start symbol; cuDNN's LSTM
-with `proj_size` is the same cell), from the shards of `pack_features.py`, with feature-level augmentation
-(speed as a joint time/mel warp, noise mixed in the power domain, reverberation tails, gain, SpecAugment).
-`import_weights.py` turns the written weights into a checkpoint of a recipe run folder, from which
-`rnnt recipe ... --stages export,evaluate,install` go on as usual.
+network (`torch_model.py`) from the shards of `pack_features.py`, with feature-level augmentation
+(`feature_augment.py`) and an auxiliary CTC head, and shares the batch plan (`rnnt.data.batching`) and error counts
+(`rnnt.metrics`) with the project. `import_weights.py` turns the written weights into a checkpoint of a recipe run
+folder, from which `rnnt recipe ... --stages export,evaluate,install` go on as usual.
 
     python scripts/accelerated/train_torch.py --data runs/accel/data --model-json runs/accel/data/model.json \
         --state /tmp/accel --out runs/accel/out --minutes 8 --total-steps 4000
@@ -29,136 +28,15 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-from import_weights import read_weights  # noqa: E402  (numpy only, like rnnt.data.batching)
+from feature_augment import LOG_FLOOR, Augmenter  # noqa: E402
+from import_weights import read_weights  # noqa: E402  (numpy only, like rnnt.data.batching and rnnt.metrics)
 from rnnt.data.batching import plan_batches  # noqa: E402
-
-LOG_FLOOR = math.log(1e-6)
-
-
-# ---------------------------------------------------------------- the network (rnnt.model.RNNT in PyTorch)
-class ProjectedLSTM(nn.Module):
-    def __init__(self, in_dim: int, units: int, proj: int):
-        super().__init__()
-        self.lstm = nn.LSTM(in_dim, units, proj_size=proj, batch_first=True)
-        with torch.no_grad():
-            self.lstm.bias_hh_l0.zero_()
-            self.lstm.bias_ih_l0.zero_()
-            self.lstm.bias_ih_l0[units:2 * units] = 1.0  # forget gate, as rnnt.model
-        self.norm = nn.LayerNorm(proj, eps=1e-5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.lstm(x)[0])
-
-
-class Transducer(nn.Module):
-    def __init__(self, cfg: dict, dropout: float):
-        super().__init__()
-        self.cfg = cfg
-        if cfg["time_reduction_after"] != -1:
-            raise ValueError("the accelerated trainer supports time_reduction_after=-1 only")
-        self.register_buffer("feature_mean", torch.zeros(cfg["num_mels"]))
-        self.register_buffer("feature_std", torch.ones(cfg["num_mels"]))
-        dims = [cfg["num_mels"] * cfg["frame_stack"]] + [cfg["encoder_proj"]] * cfg["encoder_layers"]
-        self.encoder = nn.ModuleList(
-            ProjectedLSTM(dims[i], cfg["encoder_units"], cfg["encoder_proj"]) for i in range(cfg["encoder_layers"])
-        )
-        self.embedding = nn.Embedding(cfg["vocab_size"], cfg["embed_dim"])
-        pdims = [cfg["embed_dim"]] + [cfg["predictor_proj"]] * cfg["predictor_layers"]
-        self.predictor = nn.ModuleList(
-            ProjectedLSTM(pdims[i], cfg["predictor_units"], cfg["predictor_proj"])
-            for i in range(cfg["predictor_layers"])
-        )
-        self.enc_proj = nn.Linear(cfg["encoder_proj"], cfg["joint_dim"])
-        self.pred_proj = nn.Linear(cfg["predictor_proj"], cfg["joint_dim"], bias=False)
-        self.out = nn.Linear(cfg["joint_dim"], cfg["vocab_size"])
-        self.ctc_head = nn.Linear(cfg["encoder_proj"], cfg["vocab_size"])
-        self.drop = nn.Dropout(dropout)
-
-    def encode(self, feats: torch.Tensor) -> torch.Tensor:
-        """feats [B, T, mels] (T a multiple of frame_stack) -> [B, T / frame_stack, proj]."""
-        x = (feats - self.feature_mean) / self.feature_std
-        b, t, d = x.shape
-        x = x.reshape(b, t // self.cfg["frame_stack"], d * self.cfg["frame_stack"])
-        for i, layer in enumerate(self.encoder):
-            x = layer(self.drop(x) if i else x)
-        return x
-
-    def predict(self, labels: torch.Tensor) -> torch.Tensor:
-        x = self.embedding(F.pad(labels, (1, 0)))
-        for layer in self.predictor:
-            x = layer(self.drop(x))
-        return x
-
-    def lattice(self, enc: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-        return self.out(torch.tanh(self.enc_proj(self.drop(enc))[:, :, None] + self.pred_proj(self.drop(pred))[:, None]))
-
-    def tf_weights(self) -> dict[str, np.ndarray]:
-        """Every weight under its `rnnt.model.RNNT` name (see import_weights.py), TF layout ([in, out])."""
-        out = {"encoder/feature_mean": self.feature_mean, "encoder/feature_std": self.feature_std,
-               "predictor/embedding": self.embedding.weight,
-               "joint/enc_proj/w": self.enc_proj.weight.T, "joint/enc_proj/b": self.enc_proj.bias,
-               "joint/pred_proj/w": self.pred_proj.weight.T,
-               "joint/out/w": self.out.weight.T, "joint/out/b": self.out.bias,
-               "ctc_head/w": self.ctc_head.weight.T, "ctc_head/b": self.ctc_head.bias}
-        for part, layers in (("encoder", self.encoder), ("predictor", self.predictor)):
-            for i, layer in enumerate(layers):
-                lstm, key = layer.lstm, f"{part}/lstm{i}"
-                out[f"{key}/input_kernel/w"] = lstm.weight_ih_l0.T
-                out[f"{key}/input_kernel/b"] = lstm.bias_ih_l0 + lstm.bias_hh_l0
-                out[f"{key}/recurrent_kernel/w"] = lstm.weight_hh_l0.T
-                out[f"{key}/projection/w"] = lstm.weight_hr_l0.T
-                out[f"{key}/norm/gamma"] = layer.norm.weight
-                out[f"{key}/norm/beta"] = layer.norm.bias
-        return {k: v.detach().float().cpu().numpy().copy() for k, v in out.items()}
-
-    def load_tf_weights(self, w: dict[str, np.ndarray]) -> None:
-        def put(param: torch.Tensor, value: np.ndarray) -> None:
-            param.copy_(torch.as_tensor(np.ascontiguousarray(value), dtype=param.dtype))
-
-        with torch.no_grad():
-            put(self.feature_mean, w["encoder/feature_mean"])
-            put(self.feature_std, w["encoder/feature_std"])
-            put(self.embedding.weight, w["predictor/embedding"])
-            for name, lin in (("joint/enc_proj", self.enc_proj), ("joint/out", self.out), ("ctc_head", self.ctc_head)):
-                put(lin.weight, w[f"{name}/w"].T)
-                put(lin.bias, w[f"{name}/b"])
-            put(self.pred_proj.weight, w["joint/pred_proj/w"].T)
-            for part, layers in (("encoder", self.encoder), ("predictor", self.predictor)):
-                for i, layer in enumerate(layers):
-                    lstm, key = layer.lstm, f"{part}/lstm{i}"
-                    put(lstm.weight_ih_l0, w[f"{key}/input_kernel/w"].T)
-                    put(lstm.bias_ih_l0, w[f"{key}/input_kernel/b"])
-                    lstm.bias_hh_l0.zero_()
-                    put(lstm.weight_hh_l0, w[f"{key}/recurrent_kernel/w"].T)
-                    put(lstm.weight_hr_l0, w[f"{key}/projection/w"].T)
-                    put(layer.norm.weight, w[f"{key}/norm/gamma"])
-                    put(layer.norm.bias, w[f"{key}/norm/beta"])
-
-
-# ---------------------------------------------------------------- losses
-def rnnt_nll(logits: torch.Tensor, labels: torch.Tensor, t_len: torch.Tensor, u_len: torch.Tensor) -> torch.Tensor:
-    """Per-utterance transducer NLL. Rows of the lattice are walked over t; inside a row the label moves are a
-    log-space prefix sum, so one row is a `logcumsumexp`: alpha[t, u] = C[u] + logcumsumexp_k(A[k] - C[k])."""
-    lp = logits.float().log_softmax(-1)
-    b, t_max, u1, _ = lp.shape
-    blank = lp[..., 0]
-    lab = lp[:, :, :-1].gather(-1, labels[:, None, :, None].expand(b, t_max, u1 - 1, 1)).squeeze(-1)
-    zeros = lab.new_zeros(b, t_max, 1)
-    csum = torch.cat([zeros, lab.cumsum(-1)], dim=-1)  # [B, T, U+1]: label moves within row t
-    alpha = csum[:, 0]
-    rows = [alpha]
-    for t in range(1, t_max):
-        a = alpha + blank[:, t - 1]
-        alpha = csum[:, t] + torch.logcumsumexp(a - csum[:, t], dim=-1)
-        rows.append(alpha)
-    alphas = torch.stack(rows, 1)
-    idx = torch.arange(b, device=lp.device)
-    return -(alphas[idx, t_len - 1, u_len] + blank[idx, t_len - 1, u_len])
+from rnnt.metrics import align_counts  # noqa: E402
+from torch_model import Transducer, rnnt_nll  # noqa: E402
 
 
 # ---------------------------------------------------------------- data
@@ -188,123 +66,7 @@ def pad_batch(items: list[np.ndarray], dtype, multiple: int = 1, value: float = 
     return out, lengths
 
 
-# ---------------------------------------------------------------- feature-level augmentation
-def mel_centers_hz(num_mels: int = 80, lower: float = 20.0, upper: float = 7600.0) -> np.ndarray:
-    mel = lambda f: 1127.0 * np.log1p(f / 700.0)  # noqa: E731
-    edges = np.linspace(mel(lower), mel(upper), num_mels + 2)
-    return 700.0 * np.expm1(edges[1:-1] / 1127.0)
-
-
-class Augmenter:
-    """Augmentation of dequantized log-mel batches [B, T, M] on the GPU."""
-
-    def __init__(self, noise: list[torch.Tensor], device: torch.device, num_mels: int, args):
-        self.bank = torch.cat(noise) if noise else None  # the noise clips end to end [frames, mels]
-        self.device = device
-        self.args = args
-        centers = mel_centers_hz(num_mels)
-        self.centers = torch.tensor(centers, dtype=torch.float32, device=device)
-        self.mel_lo = 1127.0 * math.log1p(20.0 / 700.0)
-        self.mel_step = (1127.0 * math.log1p(7600.0 / 700.0) - self.mel_lo) / (num_mels + 1)
-
-    def speed(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Speed factor s: time axis shrinks by s, every frequency moves up by s (the mel bins follow)."""
-        b, t, m = x.shape
-        lo, hi = self.args.speed
-        s = torch.empty(b, device=self.device).uniform_(lo, hi, generator=g)
-        new_len = torch.clamp((lengths.float() / s).floor().long(), min=1)
-        t_out = int(new_len.max())
-        # time: output frame j reads input frame j * s
-        tj = torch.arange(t_out, device=self.device, dtype=torch.float32)[None] * s[:, None]  # [B, T']
-        gx_t = 2 * tj / max(t - 1, 1) - 1
-        # mel: output bin at centre f reads the input at f / s
-        f_in = self.centers[None] / s[:, None]
-        pos = (1127.0 * torch.log1p(f_in / 700.0) - self.mel_lo) / self.mel_step - 1  # fractional input bin
-        gy_m = 2 * pos / max(m - 1, 1) - 1  # [B, M]
-        grid = torch.stack(torch.broadcast_tensors(gy_m[:, None, :], gx_t[:, :, None]), -1)  # [B, T', M, 2] (x=mel, y=time)
-        out = F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
-        valid = torch.arange(t_out, device=self.device)[None] < new_len[:, None]
-        return torch.where(valid[..., None], out, torch.full_like(out, LOG_FLOOR)), new_len
-
-    def noise_mix(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Mix in the power domain, at a random SNR, the noise bank or another utterance of the batch (babble)."""
-        b, t, m = x.shape
-        pick = torch.rand(b, device=self.device, generator=g) < self.args.noise_share
-        if not pick.any():
-            return x
-        ar = torch.arange(t, device=self.device)[None]
-        # babble: utterance (i + shift) % b, read circularly from a random frame
-        other = (torch.arange(b, device=self.device) + int(torch.randint(1, max(b, 2), (1,), generator=g,
-                                                                          device=self.device))) % b
-        other_len = lengths[other].clamp(min=1)
-        start = (torch.rand(b, generator=g, device=self.device) * other_len).long()
-        idx = (ar + start[:, None]) % other_len[:, None]
-        noise = torch.gather(x[other], 1, idx[..., None].expand(b, t, m))
-        if self.bank is not None:
-            start = torch.randint(self.bank.shape[0], (b,), generator=g, device=self.device)
-            from_bank = self.bank[(ar + start[:, None]) % self.bank.shape[0]]
-            use_bank = torch.rand(b, generator=g, device=self.device) < 0.5
-            noise = torch.where(use_bank[:, None, None], from_bank, noise)
-        p_x, p_n = x.exp(), noise.exp()
-        valid = (torch.arange(t, device=self.device)[None] < lengths[:, None]).float()[..., None]
-        mean_x = (p_x * valid).sum((1, 2)) / (valid.sum((1, 2)) * m).clamp(min=1)
-        mean_n = (p_n * valid).sum((1, 2)) / (valid.sum((1, 2)) * m).clamp(min=1)
-        lo, hi = self.args.snr
-        snr = torch.empty(b, device=self.device).uniform_(lo, hi, generator=g)
-        gain = mean_x / mean_n.clamp(min=1e-12) * 10 ** (-snr / 10)
-        mixed = torch.log(p_x + gain[:, None, None] * p_n)
-        return torch.where(pick[:, None, None], mixed, x)
-
-    def reverb(self, x: torch.Tensor, g: torch.Generator, taps: int = 48) -> torch.Tensor:
-        b, t, m = x.shape
-        pick = torch.rand(b, device=self.device, generator=g) < self.args.reverb_share
-        if not pick.any():
-            return x
-        tau = torch.empty(b, device=self.device).uniform_(3.0, 25.0, generator=g)  # frames: RT60 0.2 - 1.7 s
-        level = torch.empty(b, device=self.device).uniform_(0.1, 0.6, generator=g)
-        k = torch.arange(1, taps + 1, device=self.device, dtype=torch.float32)
-        tail = level[:, None] * torch.exp(-k[None] / tau[:, None]) / tau[:, None]  # [B, taps]
-        kernel = torch.cat([tail.flip(-1), torch.ones(b, 1, device=self.device)], -1)  # causal: past frames
-        p = x.exp().transpose(1, 2).reshape(1, b * m, t)
-        w = kernel[:, None, None, :].expand(b, m, 1, taps + 1).reshape(b * m, 1, taps + 1)
-        y = F.conv1d(F.pad(p, (taps, 0)), w, groups=b * m).reshape(b, m, t).transpose(1, 2)
-        return torch.where(pick[:, None, None], torch.log(y.clamp(min=1e-12)), x)
-
-    def spec_augment(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator, fill: torch.Tensor):
-        b, t, m = x.shape
-        ar_t = torch.arange(t, device=self.device)[None]
-        ar_m = torch.arange(m, device=self.device)[None]
-        mask = torch.zeros(b, t, m, dtype=torch.bool, device=self.device)
-        for _ in range(2):
-            w = torch.randint(0, self.args.freq_width + 1, (b, 1), generator=g, device=self.device)
-            s = (torch.rand(b, 1, generator=g, device=self.device) * (m - w)).long()
-            mask |= ((ar_m >= s) & (ar_m < s + w))[:, None, :]
-        for _ in range(self.args.time_masks):
-            w = (torch.rand(b, 1, generator=g, device=self.device) * 0.05 * lengths[:, None]).long()
-            s = (torch.rand(b, 1, generator=g, device=self.device) * (lengths[:, None] - w).clamp(min=1)).long()
-            mask |= ((ar_t >= s) & (ar_t < s + w))[:, :, None]
-        return torch.where(mask, fill, x)
-
-    def __call__(self, x, lengths, g):
-        x, lengths = self.speed(x, lengths, g)
-        x = self.reverb(x, g)
-        x = self.noise_mix(x, lengths, g)
-        gain = torch.empty(x.shape[0], 1, 1, device=self.device).uniform_(-1.0, 1.0, generator=g)
-        x = torch.clamp(x + gain, min=LOG_FLOOR)
-        return x, lengths
-
-
 # ---------------------------------------------------------------- evaluation
-def edit_distance(a: list, b: list) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
 @torch.no_grad()
 def evaluate(model: Transducer, data: dict, dev: list[int], args, device) -> dict:
     model.eval()
@@ -328,7 +90,7 @@ def evaluate(model: Transducer, data: dict, dev: list[int], args, device) -> dic
             s = stats.setdefault(src, [0.0, 0.0, 0.0, 0.0])
             s[0] += float(nll[n])
             s[1] += len(ref)
-            s[2] += edit_distance(hyp, ref)
+            s[2] += align_counts(ref, hyp).errors
             s[3] += len(ref)
     model.train()
     return {src: {"loss_per_token": round(s[0] / max(s[1], 1), 3), "ctc_greedy_cer": round(s[2] / max(s[3], 1), 4)}

@@ -1,0 +1,121 @@
+"""Augmentation of log-mel batches on the GPU: speed warp, reverberation, noise and babble, gain, SpecAugment.
+
+Everything works on features, since the GPU machine gets packed features, not audio: speed as a joint warp of the
+time axis and the mel axis, noise mixed in the power domain at a random SNR, reverberation as exponential power
+tails, gain as a shift of the log.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LOG_FLOOR = math.log(1e-6)
+
+
+def mel_centers_hz(num_mels: int = 80, lower: float = 20.0, upper: float = 7600.0) -> np.ndarray:
+    mel = lambda f: 1127.0 * np.log1p(f / 700.0)  # noqa: E731
+    edges = np.linspace(mel(lower), mel(upper), num_mels + 2)
+    return 700.0 * np.expm1(edges[1:-1] / 1127.0)
+
+
+class Augmenter:
+    """Augmentation of dequantized log-mel batches [B, T, M] on the GPU."""
+
+    def __init__(self, noise: list[torch.Tensor], device: torch.device, num_mels: int, args):
+        self.bank = torch.cat(noise) if noise else None  # the noise clips end to end [frames, mels]
+        self.device = device
+        self.args = args
+        centers = mel_centers_hz(num_mels)
+        self.centers = torch.tensor(centers, dtype=torch.float32, device=device)
+        self.mel_lo = 1127.0 * math.log1p(20.0 / 700.0)
+        self.mel_step = (1127.0 * math.log1p(7600.0 / 700.0) - self.mel_lo) / (num_mels + 1)
+
+    def speed(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speed factor s: time axis shrinks by s, every frequency moves up by s (the mel bins follow)."""
+        b, t, m = x.shape
+        lo, hi = self.args.speed
+        s = torch.empty(b, device=self.device).uniform_(lo, hi, generator=g)
+        new_len = torch.clamp((lengths.float() / s).floor().long(), min=1)
+        t_out = int(new_len.max())
+        # time: output frame j reads input frame j * s
+        tj = torch.arange(t_out, device=self.device, dtype=torch.float32)[None] * s[:, None]  # [B, T']
+        gx_t = 2 * tj / max(t - 1, 1) - 1
+        # mel: output bin at centre f reads the input at f / s
+        f_in = self.centers[None] / s[:, None]
+        pos = (1127.0 * torch.log1p(f_in / 700.0) - self.mel_lo) / self.mel_step - 1  # fractional input bin
+        gy_m = 2 * pos / max(m - 1, 1) - 1  # [B, M]
+        grid = torch.stack(torch.broadcast_tensors(gy_m[:, None, :], gx_t[:, :, None]), -1)  # [B, T', M, 2] (x=mel, y=time)
+        out = F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+        valid = torch.arange(t_out, device=self.device)[None] < new_len[:, None]
+        return torch.where(valid[..., None], out, torch.full_like(out, LOG_FLOOR)), new_len
+
+    def noise_mix(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Mix in the power domain, at a random SNR, the noise bank or another utterance of the batch (babble)."""
+        b, t, m = x.shape
+        pick = torch.rand(b, device=self.device, generator=g) < self.args.noise_share
+        if not pick.any():
+            return x
+        ar = torch.arange(t, device=self.device)[None]
+        # babble: utterance (i + shift) % b, read circularly from a random frame
+        other = (torch.arange(b, device=self.device) + int(torch.randint(1, max(b, 2), (1,), generator=g,
+                                                                          device=self.device))) % b
+        other_len = lengths[other].clamp(min=1)
+        start = (torch.rand(b, generator=g, device=self.device) * other_len).long()
+        idx = (ar + start[:, None]) % other_len[:, None]
+        noise = torch.gather(x[other], 1, idx[..., None].expand(b, t, m))
+        if self.bank is not None:
+            start = torch.randint(self.bank.shape[0], (b,), generator=g, device=self.device)
+            from_bank = self.bank[(ar + start[:, None]) % self.bank.shape[0]]
+            use_bank = torch.rand(b, generator=g, device=self.device) < 0.5
+            noise = torch.where(use_bank[:, None, None], from_bank, noise)
+        p_x, p_n = x.exp(), noise.exp()
+        valid = (torch.arange(t, device=self.device)[None] < lengths[:, None]).float()[..., None]
+        mean_x = (p_x * valid).sum((1, 2)) / (valid.sum((1, 2)) * m).clamp(min=1)
+        mean_n = (p_n * valid).sum((1, 2)) / (valid.sum((1, 2)) * m).clamp(min=1)
+        lo, hi = self.args.snr
+        snr = torch.empty(b, device=self.device).uniform_(lo, hi, generator=g)
+        gain = mean_x / mean_n.clamp(min=1e-12) * 10 ** (-snr / 10)
+        mixed = torch.log(p_x + gain[:, None, None] * p_n)
+        return torch.where(pick[:, None, None], mixed, x)
+
+    def reverb(self, x: torch.Tensor, g: torch.Generator, taps: int = 48) -> torch.Tensor:
+        b, t, m = x.shape
+        pick = torch.rand(b, device=self.device, generator=g) < self.args.reverb_share
+        if not pick.any():
+            return x
+        tau = torch.empty(b, device=self.device).uniform_(3.0, 25.0, generator=g)  # frames: RT60 0.2 - 1.7 s
+        level = torch.empty(b, device=self.device).uniform_(0.1, 0.6, generator=g)
+        k = torch.arange(1, taps + 1, device=self.device, dtype=torch.float32)
+        tail = level[:, None] * torch.exp(-k[None] / tau[:, None]) / tau[:, None]  # [B, taps]
+        kernel = torch.cat([tail.flip(-1), torch.ones(b, 1, device=self.device)], -1)  # causal: past frames
+        p = x.exp().transpose(1, 2).reshape(1, b * m, t)
+        w = kernel[:, None, None, :].expand(b, m, 1, taps + 1).reshape(b * m, 1, taps + 1)
+        y = F.conv1d(F.pad(p, (taps, 0)), w, groups=b * m).reshape(b, m, t).transpose(1, 2)
+        return torch.where(pick[:, None, None], torch.log(y.clamp(min=1e-12)), x)
+
+    def spec_augment(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator, fill: torch.Tensor):
+        b, t, m = x.shape
+        ar_t = torch.arange(t, device=self.device)[None]
+        ar_m = torch.arange(m, device=self.device)[None]
+        mask = torch.zeros(b, t, m, dtype=torch.bool, device=self.device)
+        for _ in range(2):
+            w = torch.randint(0, self.args.freq_width + 1, (b, 1), generator=g, device=self.device)
+            s = (torch.rand(b, 1, generator=g, device=self.device) * (m - w)).long()
+            mask |= ((ar_m >= s) & (ar_m < s + w))[:, None, :]
+        for _ in range(self.args.time_masks):
+            w = (torch.rand(b, 1, generator=g, device=self.device) * 0.05 * lengths[:, None]).long()
+            s = (torch.rand(b, 1, generator=g, device=self.device) * (lengths[:, None] - w).clamp(min=1)).long()
+            mask |= ((ar_t >= s) & (ar_t < s + w))[:, :, None]
+        return torch.where(mask, fill, x)
+
+    def __call__(self, x, lengths, g):
+        x, lengths = self.speed(x, lengths, g)
+        x = self.reverb(x, g)
+        x = self.noise_mix(x, lengths, g)
+        gain = torch.empty(x.shape[0], 1, 1, device=self.device).uniform_(-1.0, 1.0, generator=g)
+        x = torch.clamp(x + gain, min=LOG_FLOOR)
+        return x, lengths
