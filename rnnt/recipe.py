@@ -338,8 +338,7 @@ def results_markdown(state: dict) -> str:
     step, params = export.get("step", train.get("step", "?")), export.get("parameters", train.get("parameters"))
     finished = train.get("step") == step
     name, work = cfg["name"], f"runs/recipe-{cfg['name']}"
-    accelerated = bool(train.get("trainer"))
-    if accelerated:
+    if train.get("trainer"):  # trained by scripts/accelerated, recorded by its import_weights.py
         rebuild = [f"rnnt recipe {name} --stages corpus,tokenizer --work-dir {work}",
                    f"python scripts/accelerated/pack_features.py {work} runs/accel/data",
                    "# on a GPU machine with PyTorch, calls of scripts/accelerated/device_step.sh (docs/default-model.md)",

@@ -9,30 +9,31 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from rnnt.config import FeatureConfig
 
 LOG_FLOOR = math.log(1e-6)
 
 
-def mel_centers_hz(num_mels: int = 80, lower: float = 20.0, upper: float = 7600.0) -> np.ndarray:
-    mel = lambda f: 1127.0 * np.log1p(f / 700.0)  # noqa: E731
-    edges = np.linspace(mel(lower), mel(upper), num_mels + 2)
-    return 700.0 * np.expm1(edges[1:-1] / 1127.0)
+def _mel(hz: torch.Tensor) -> torch.Tensor:
+    """HTK mel scale, as `rnnt.features` builds its filterbank."""
+    return 1127.0 * torch.log1p(hz / 700.0)
 
 
 class Augmenter:
     """Augmentation of dequantized log-mel batches [B, T, M] on the GPU."""
 
-    def __init__(self, noise: list[torch.Tensor], device: torch.device, num_mels: int, args):
+    def __init__(self, noise: list[torch.Tensor], device: torch.device, num_mels: int, args,
+                 features: FeatureConfig = FeatureConfig()):
         self.bank = torch.cat(noise) if noise else None  # the noise clips end to end [frames, mels]
         self.device = device
         self.args = args
-        centers = mel_centers_hz(num_mels)
-        self.centers = torch.tensor(centers, dtype=torch.float32, device=device)
-        self.mel_lo = 1127.0 * math.log1p(20.0 / 700.0)
-        self.mel_step = (1127.0 * math.log1p(7600.0 / 700.0) - self.mel_lo) / (num_mels + 1)
+        lo, hi = _mel(torch.tensor([features.lower_hz, features.upper_hz], dtype=torch.float64)).tolist()
+        self.mel_lo, self.mel_step = lo, (hi - lo) / (num_mels + 1)  # band k is centred on mel_lo + (k+1) * mel_step
+        centres = lo + self.mel_step * torch.arange(1, num_mels + 1, dtype=torch.float64)
+        self.centers = (700.0 * torch.expm1(centres / 1127.0)).float().to(device)
 
     def speed(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Speed factor s: time axis shrinks by s, every frequency moves up by s (the mel bins follow)."""
@@ -46,7 +47,7 @@ class Augmenter:
         gx_t = 2 * tj / max(t - 1, 1) - 1
         # mel: output bin at centre f reads the input at f / s
         f_in = self.centers[None] / s[:, None]
-        pos = (1127.0 * torch.log1p(f_in / 700.0) - self.mel_lo) / self.mel_step - 1  # fractional input bin
+        pos = (_mel(f_in) - self.mel_lo) / self.mel_step - 1  # fractional input bin
         gy_m = 2 * pos / max(m - 1, 1) - 1  # [B, M]
         grid = torch.stack(torch.broadcast_tensors(gy_m[:, None, :], gx_t[:, :, None]), -1)  # [B, T', M, 2] (x=mel, y=time)
         out = F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]

@@ -10,6 +10,7 @@ the recipe's `run/` folder, so `rnnt recipe NAME --stages export,evaluate,instal
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -51,8 +52,7 @@ def named_variables(model, ctc_head=None) -> dict[str, object]:
 
 
 def read_weights(folder: str) -> tuple[dict[str, np.ndarray], int]:
-    import glob
-
+    """The weights (by TF name) and step in the weights-*.npz files `train_torch.save_weights` wrote."""
     paths = sorted(glob.glob(os.path.join(folder, "weights-*.npz")))
     if not paths:
         raise FileNotFoundError(f"no weights-*.npz in {folder}")

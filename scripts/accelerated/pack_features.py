@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 from rnnt.audio import load_audio  # noqa: E402
 from rnnt.data.manifest import read_manifest  # noqa: E402
 from rnnt.features import log_mel  # noqa: E402
-from rnnt.recipe import PRESETS  # noqa: E402
+from rnnt.recipe import PRESETS, Recipe  # noqa: E402
 from rnnt.tokens import load_tokenizer  # noqa: E402
 
 FLOOR = -14.0
@@ -64,7 +64,7 @@ def _write_shard(path: str, rows: list[dict]) -> int:
     arrays = {
         "feats": np.concatenate([r["q"] for r in rows]),
         "lengths": np.asarray([len(r["q"]) for r in rows], np.int32),
-        "tokens": np.concatenate([r["tokens"] for r in rows]).astype(np.uint8),
+        "tokens": np.concatenate([r["tokens"] for r in rows]).astype(np.uint16),
         "token_lengths": np.asarray([len(r["tokens"]) for r in rows], np.int32),
         "split": np.asarray([r["split"] for r in rows], np.uint8),
         "source": np.asarray([r["source"] for r in rows]),
@@ -80,17 +80,18 @@ def _write_shard(path: str, rows: list[dict]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("work", help="recipe work folder (corpus/ and tokenizer.json inside)")
+    p.add_argument("work", help="recipe work folder (corpus/ and the tokenizer inside)")
     p.add_argument("out", help="folder for shard-*.npz.xz and meta.json")
     p.add_argument("--shard-mb", type=float, default=56.0, help="compressed size per shard (one device call each)")
     p.add_argument("--dev-per-set", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--recipe", default="default", help="recipe preset whose ModelConfig goes to model.json")
+    p.add_argument("--recipe", default="default", help="recipe preset: its tokenizer, and its ModelConfig for model.json")
     args = p.parse_args(argv)
 
-    tokenizer = load_tokenizer(os.path.join(args.work, "tokenizer.json"))
+    recipe = Recipe(PRESETS[args.recipe], args.work, progress=False)
+    tokenizer = load_tokenizer(str(recipe.tokenizer_path))
     os.makedirs(args.out, exist_ok=True)
-    model = dataclasses.replace(PRESETS[args.recipe].train.model, vocab_size=tokenizer.vocab_size)
+    model = recipe.train_config().model
     with open(os.path.join(args.out, "model.json"), "w", encoding="utf-8") as f:
         json.dump(dataclasses.asdict(model), f, indent=1)
     ids_path = os.path.join(args.out, "packed-ids.txt")

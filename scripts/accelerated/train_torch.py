@@ -66,6 +66,15 @@ def pad_batch(items: list[np.ndarray], dtype, multiple: int = 1, value: float = 
     return out, lengths
 
 
+def feature_batch(items: list[np.ndarray], args, device, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dequantized log-mels [B, T, M] (log floor past each length; T a multiple of `multiple`) and lengths [B]."""
+    q, lengths = pad_batch(items, np.uint8, multiple)
+    x = torch.as_tensor(q, device=device).float() * args.step + args.floor
+    lengths_t = torch.as_tensor(lengths, device=device)
+    valid = torch.arange(x.shape[1], device=device)[None, :, None] < lengths_t[:, None, None]
+    return torch.where(valid, x, torch.full_like(x, LOG_FLOOR)), lengths_t
+
+
 # ---------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate(model: Transducer, data: dict, dev: list[int], args, device) -> dict:
@@ -74,13 +83,11 @@ def evaluate(model: Transducer, data: dict, dev: list[int], args, device) -> dic
     fs = model.cfg["frame_stack"]
     for k in range(0, len(dev), 64):
         idx = dev[k:k + 64]
-        feats, flen = pad_batch([data["feats"][i] for i in idx], np.uint8, fs)
-        x = torch.as_tensor(feats, device=device).float() * args.step + args.floor
-        x = torch.where(torch.arange(x.shape[1], device=device)[None, :, None] < torch.as_tensor(flen, device=device)[:, None, None], x, torch.full_like(x, LOG_FLOOR))
+        x, flen = feature_batch([data["feats"][i] for i in idx], args, device, fs)
         labels, ulen = pad_batch([data["tokens"][i] for i in idx], np.int64)
         labels, ulen_t = torch.as_tensor(labels, device=device), torch.as_tensor(ulen, device=device)
         enc = model.encode(x)
-        tlen = torch.clamp(torch.as_tensor(flen, device=device) // fs, min=1)
+        tlen = torch.clamp(flen // fs, min=1)
         nll = rnnt_nll(model.lattice(enc, model.predict(labels)), labels, tlen, ulen_t)
         best = model.ctc_head(enc).argmax(-1).cpu().numpy()
         for n, i in enumerate(idx):
@@ -119,7 +126,8 @@ def save_weights(model: Transducer, folder: str, step: int, limit_mb: float = 15
         parts[-1][k] = v
         size += v.nbytes
     for n, part in enumerate(parts):
-        np.savez(os.path.join(folder, f"weights-{n}.npz"), step=np.int64(step), **{k.replace("/", "|"): v for k, v in part.items()})
+        named = {k.replace("/", "|"): v for k, v in part.items()}  # npz keys cannot hold "/"
+        np.savez(os.path.join(folder, f"weights-{n}.npz"), step=np.int64(step), **named)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     max_frames = int(args.max_seconds * 100)
     train = np.flatnonzero((split == meta["splits"]["train"]) & (lengths <= max_frames) & (lengths >= fs))
     dev = np.flatnonzero(split == meta["splits"]["dev"]).tolist()
-    noise = [torch.as_tensor(data["feats"][i], device=device).float() * args.step + args.floor
+    noise = [feature_batch([data["feats"][i]], args, device)[0][0]
              for i in np.flatnonzero(split == meta["splits"]["noise"])]
     print(f"train {len(train)} utterances ({lengths[train].sum() / 360000:.2f} h), dev {len(dev)}, noise {len(noise)}",
           file=sys.stderr)
@@ -198,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"started from weights of step {step} (fresh optimizer)", file=sys.stderr)
         args.warmup = step + 100  # a short re-warmup for the fresh optimizer state
     else:
-        sample = np.concatenate([data["feats"][i] for i in train[:400]]).astype(np.float32) * args.step + args.floor
-        model.feature_mean.copy_(torch.as_tensor(sample.mean(0)))
-        model.feature_std.copy_(torch.as_tensor(np.maximum(sample.std(0), 1e-3)))
+        sample = feature_batch([np.concatenate([data["feats"][i] for i in train[:400]])], args, device)[0][0]
+        model.feature_mean.copy_(sample.mean(0))
+        model.feature_std.copy_(sample.std(0, correction=0).clamp(min=1e-3))
     model.train()
     aug = Augmenter(noise, device, cfg["num_mels"], args)
     gen = torch.Generator(device=device)
@@ -215,11 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                             max_duration=args.max_seconds, seed=args.seed, epoch=epoch, sort_window=args.max_batch * 20)
         for batch in plan:
             idx = train[batch]
-            feats, flen = pad_batch([data["feats"][i] for i in idx], np.uint8)
-            x = torch.as_tensor(feats, device=device).float() * args.step + args.floor
-            flen_t = torch.as_tensor(flen, device=device)
-            x = torch.where(torch.arange(x.shape[1], device=device)[None, :, None] < flen_t[:, None, None], x,
-                            torch.full_like(x, LOG_FLOOR))
+            x, flen_t = feature_batch([data["feats"][i] for i in idx], args, device)
+            audio_seconds += float(flen_t.sum()) / 100
             x, flen_t = aug(x, flen_t, gen)
             pad = (-x.shape[1]) % fs
             x = F.pad(x, (0, 0, 0, pad), value=LOG_FLOOR)
@@ -229,18 +234,13 @@ def main(argv: list[str] | None = None) -> int:
             labels, ulen_t = torch.as_tensor(labels, device=device), torch.as_tensor(ulen, device=device)
             tlen = torch.clamp(flen_t // fs, min=1)
             enc = model.encode(x)
-            if step < args.ctc_only_steps:  # encoder warm-up on CTC alone; the transducer loss is only watched
-                with torch.no_grad():
-                    nll = rnnt_nll(model.lattice(enc, model.predict(labels)), labels, tlen, ulen_t)
-            else:
+            transducer = step >= args.ctc_only_steps  # else an encoder warm-up on CTC alone, the transducer watched
+            with torch.set_grad_enabled(transducer):
                 nll = rnnt_nll(model.lattice(enc, model.predict(labels)), labels, tlen, ulen_t)
             ctc = F.ctc_loss(model.ctc_head(enc).log_softmax(-1).transpose(0, 1), labels, tlen, ulen_t,
                              blank=0, reduction="none", zero_infinity=True)
             tokens = ulen_t.sum().clamp(min=1)
-            if step < args.ctc_only_steps:
-                loss = ctc.sum() / tokens
-            else:
-                loss = (nll.sum() + args.ctc_weight * ctc.sum()) / tokens
+            loss = ((nll.sum() if transducer else 0.0) + (args.ctc_weight if transducer else 1.0) * ctc.sum()) / tokens
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, args)
             opt.zero_grad(set_to_none=True)
@@ -249,7 +249,6 @@ def main(argv: list[str] | None = None) -> int:
             if torch.isfinite(loss) and torch.isfinite(gnorm):
                 opt.step()
             step += 1
-            audio_seconds += float(flen.sum()) / 100
             per_token = float(nll.detach().sum() / tokens)
             avg = per_token if avg is None else 0.98 * avg + 0.02 * per_token
             if step % 50 == 0:
