@@ -223,3 +223,42 @@ def test_noise_mixing_adds_power_at_the_asked_snr_range():
     assert bool((added > 0.01).all()) and bool((added < 0.5).all())  # about -10 dB of added power
     args.noise_share = 0.0
     torch.testing.assert_close(aug.noise_mix(x, lengths, torch.Generator().manual_seed(0)), x)
+
+
+def test_learning_rate_warms_up_again_from_the_step_a_fine_tune_starts_at():
+    pytest.importorskip("torch")
+    import types
+
+    import train_torch
+
+    args = types.SimpleNamespace(lr=1e-3, min_lr=1e-5, warmup=300, total_steps=1000)
+    assert train_torch.lr_at(0, args) == pytest.approx(1e-3 / 300)
+    assert train_torch.lr_at(299, args) == pytest.approx(1e-3)
+    assert train_torch.lr_at(1000, args) == pytest.approx(1e-5)
+    args.warmup_from, args.warmup = 600, 100  # weights of step 600, a fresh optimizer
+    assert train_torch.lr_at(600, args) == pytest.approx(1e-5)
+    assert train_torch.lr_at(699, args) == pytest.approx(1e-3)
+    later = [train_torch.lr_at(s, args) for s in range(700, 1001, 50)]
+    assert later == sorted(later, reverse=True) and later[-1] == pytest.approx(1e-5)
+
+
+def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path):
+    torch = pytest.importorskip("torch")
+    import train_torch
+
+    work, _ = _tiny_work(tmp_path, ["one two", "three", "four five", "six"])
+    data = tmp_path / "data"
+    assert pack_features.main([str(work), str(data)]) == 0
+    model_json = tmp_path / "model.json"
+    model_json.write_text(json.dumps({k: getattr(TINY, k) for k in json.loads((data / "model.json").read_text())}))
+    common = ["--data", str(data), "--model-json", str(model_json), "--state", str(tmp_path / "state"),
+              "--out", str(tmp_path / "out"), "--device", "cpu", "--batch-seconds", "1.2", "--max-batch", "2",
+              "--warmup", "2", "--eval-every", "1000", "--noise-share", "0", "--reverb-share", "0"]
+    assert train_torch.main(common + ["--total-steps", "3"]) == 0
+    first = torch.load(tmp_path / "state" / "state.pt")
+    assert first["step"] == 3 and first["warmup"] == [0, 2]
+    assert train_torch.main(common + ["--total-steps", "5"]) == 0
+    second = torch.load(tmp_path / "state" / "state.pt")
+    assert second["step"] == 5
+    assert (second["epoch"], second["position"]) != (first["epoch"], first["position"])
+    assert json.loads((tmp_path / "out" / "train.json").read_text())["step"] == 5

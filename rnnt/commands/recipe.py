@@ -43,6 +43,6 @@ def run(args) -> int:
                     install_dir=args.install_dir)
     state = recipe.run(stages)
     installed = state.get("installed")
-    if installed:
+    if installed and "install" in stages:
         print(f"installed {installed['mode']} bundle ({installed['bytes'] / 1e6:.1f} MB) at {installed['path']}")
     return 0

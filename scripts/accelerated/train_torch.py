@@ -106,10 +106,22 @@ def evaluate(model: Transducer, data: dict, dev: list[int], args, device) -> dic
 
 # ---------------------------------------------------------------- training
 def lr_at(step: int, args) -> float:
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    progress = min(1.0, (step - args.warmup) / max(args.total_steps - args.warmup, 1))
+    """Linear warm-up over `args.warmup` steps from `args.warmup_from`, then cosine decay to `args.min_lr` at
+    `args.total_steps`."""
+    start = getattr(args, "warmup_from", 0)
+    end = start + args.warmup
+    if step < end:
+        return args.lr * (step - start + 1) / args.warmup
+    progress = min(1.0, (step - end) / max(args.total_steps - end, 1))
     return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def save_state(path: str, model: Transducer, opt, step: int, epoch: int, position: int, args) -> None:
+    """The full training state (weights, optimizer, where in the schedule and the epoch's plan), atomically."""
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch,
+                "position": position, "warmup": [getattr(args, "warmup_from", 0), args.warmup]}, tmp)
+    os.replace(tmp, path)
 
 
 def save_weights(model: Transducer, folder: str, step: int, limit_mb: float = 15.0) -> None:
@@ -156,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-masks", type=int, default=5)
     p.add_argument("--freq-width", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--save-every", type=float, default=10.0, help="minutes between full-state saves (0: at the end only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
@@ -193,18 +206,19 @@ def main(argv: list[str] | None = None) -> int:
                              {"params": other, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98), eps=1e-9)
     os.makedirs(args.state, exist_ok=True)
     state_path = os.path.join(args.state, "state.pt")
-    step, epoch = 0, 0
+    step, epoch, position = 0, 0, 0  # position: batches of this epoch's plan already trained on
     if os.path.exists(state_path):
         st = torch.load(state_path, map_location=device)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
-        step, epoch = st["step"], st["epoch"]
+        step, epoch, position = st["step"], st["epoch"], st.get("position", 0)
+        args.warmup_from, args.warmup = st.get("warmup", (0, args.warmup))
         print(f"resumed full state at step {step}", file=sys.stderr)
     elif args.init and glob.glob(os.path.join(args.init, "weights-*.npz")):
         w, step = read_weights(args.init)
         model.load_tf_weights(w)
         print(f"started from weights of step {step} (fresh optimizer)", file=sys.stderr)
-        args.warmup = step + 100  # a short re-warmup for the fresh optimizer state
+        args.warmup_from, args.warmup = step, min(args.warmup, 100)  # a short re-warmup for the fresh optimizer
     else:
         sample = feature_batch([np.concatenate([data["feats"][i] for i in train[:400]])], args, device)[0][0]
         model.feature_mean.copy_(sample.mean(0))
@@ -218,10 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     deadline = t_start + args.minutes * 60
     audio_seconds, t0, avg = 0.0, time.time(), None
     done = False
+    saved = time.time()
     while not done:
         plan = plan_batches(lengths[train] / 100, batch_seconds=args.batch_seconds, max_batch_size=args.max_batch,
                             max_duration=args.max_seconds, seed=args.seed, epoch=epoch, sort_window=args.max_batch * 20)
-        for batch in plan:
+        for batch in plan[position:]:
+            position += 1
             idx = train[batch]
             x, flen_t = feature_batch([data["feats"][i] for i in idx], args, device)
             audio_seconds += float(flen_t.sum()) / 100
@@ -253,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             avg = per_token if avg is None else 0.98 * avg + 0.02 * per_token
             if step % 50 == 0:
                 rate = audio_seconds / (time.time() - t0)
-                rec = {"step": step, "loss_per_token": round(avg, 4), "ctc_per_token": round(float(ctc.sum() / tokens), 4),
+                rec = {"step": step, "loss_per_token": round(avg, 4), "ctc_per_token": round(float(ctc.detach().sum() / tokens), 4),
                        "lr": lr_at(step, args), "grad_norm": round(float(gnorm), 3), "audio_x": round(rate, 1),
                        "minutes": round((time.time() - t_start) / 60, 2)}
                 print(json.dumps(rec), file=sys.stderr, flush=True)
@@ -265,14 +281,17 @@ def main(argv: list[str] | None = None) -> int:
             if time.time() > deadline or step >= args.total_steps:
                 done = True
                 break
+            if args.save_every and time.time() - saved > args.save_every * 60:
+                save_state(state_path, model, opt, step, epoch, position, args)
+                saved = time.time()
         else:
-            epoch += 1
+            epoch, position = epoch + 1, 0
     rec = {"step": step, "final": True, "dev": evaluate(model, data, dev, args, device),
            "train_hours_seen": round(audio_seconds / 3600, 2)}
     print(json.dumps(rec), file=sys.stderr, flush=True)
     log.write(json.dumps(rec) + "\n")
     log.close()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch}, state_path)
+    save_state(state_path, model, opt, step, epoch, position, args)
     save_weights(model, args.out, step)
     with open(os.path.join(args.out, "model.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f)
