@@ -231,7 +231,7 @@ def test_learning_rate_warms_up_again_from_the_step_a_fine_tune_starts_at():
 
     import train_torch
 
-    args = types.SimpleNamespace(lr=1e-3, min_lr=1e-5, warmup=300, total_steps=1000)
+    args = types.SimpleNamespace(lr=1e-3, min_lr=1e-5, warmup=300, warmup_from=0, total_steps=1000)
     assert train_torch.lr_at(0, args) == pytest.approx(1e-3 / 300)
     assert train_torch.lr_at(299, args) == pytest.approx(1e-3)
     assert train_torch.lr_at(1000, args) == pytest.approx(1e-5)
@@ -242,7 +242,7 @@ def test_learning_rate_warms_up_again_from_the_step_a_fine_tune_starts_at():
     assert later == sorted(later, reverse=True) and later[-1] == pytest.approx(1e-5)
 
 
-def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path):
+def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, capsys):
     torch = pytest.importorskip("torch")
     import train_torch
 
@@ -257,7 +257,9 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path):
     assert train_torch.main(common + ["--total-steps", "3"]) == 0
     first = torch.load(tmp_path / "state" / "state.pt")
     assert first["step"] == 3 and first["warmup"] == [0, 2]
+    capsys.readouterr()
     assert train_torch.main(common + ["--total-steps", "5"]) == 0
+    assert "resumed full state at step 3" in capsys.readouterr().err
     second = torch.load(tmp_path / "state" / "state.pt")
     assert second["step"] == 5
     assert (second["epoch"], second["position"]) != (first["epoch"], first["position"])

@@ -108,10 +108,9 @@ def evaluate(model: Transducer, data: dict, dev: list[int], args, device) -> dic
 def lr_at(step: int, args) -> float:
     """Linear warm-up over `args.warmup` steps from `args.warmup_from`, then cosine decay to `args.min_lr` at
     `args.total_steps`."""
-    start = getattr(args, "warmup_from", 0)
-    end = start + args.warmup
+    end = args.warmup_from + args.warmup
     if step < end:
-        return args.lr * (step - start + 1) / args.warmup
+        return args.lr * (step - args.warmup_from + 1) / args.warmup
     progress = min(1.0, (step - end) / max(args.total_steps - end, 1))
     return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * progress))
 
@@ -120,7 +119,7 @@ def save_state(path: str, model: Transducer, opt, step: int, epoch: int, positio
     """The full training state (weights, optimizer, where in the schedule and the epoch's plan), atomically."""
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch,
-                "position": position, "warmup": [getattr(args, "warmup_from", 0), args.warmup]}, tmp)
+                "position": position, "warmup": [args.warmup_from, args.warmup]}, tmp)
     os.replace(tmp, path)
 
 
@@ -171,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-every", type=float, default=10.0, help="minutes between full-state saves (0: at the end only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.set_defaults(warmup_from=0)  # the step the warm-up starts at (a fine-tune's first step)
     args = p.parse_args(argv)
     t_start = time.time()
     device = torch.device(args.device)
