@@ -40,7 +40,7 @@ class RecipeConfig:
     vocab_size: int = 30  # sentencepiece size; with "chars" it must equal len(CHAR_BASE)
     eval_beam: int = 4
     eval_limit: int | None = None  # utterances per real dev set (None: all)
-    eval_limit_other: int | None = 100  # utterances of the synthetic and speechocean/FSDD dev sets
+    eval_limit_other: int | None = 100  # utterances of the synthetic, speechocean762 and FSDD dev sets
     calibration_utterances: int = 100
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         batch_seconds=160.0, max_batch_size=32, max_duration=16.0, learning_rate=1.5e-3, warmup_steps=300,
@@ -223,8 +223,18 @@ class Recipe:
             if manifest.exists():
                 sets[name] = str(manifest)
         sets["synthetic-dev"] = str(self.corpus / "dev.jsonl")
-        if (self.corpus / "real-dev.jsonl").exists():
-            sets["speechocean-fsdd-dev"] = str(self.corpus / "real-dev.jsonl")
+        real = self.corpus / "real-dev.jsonl"
+        if real.exists():  # held-out real recordings, one set per source: FSDD's digits come first in the file
+            from rnnt.data.manifest import read_manifest
+
+            for name, is_fsdd in (("speechocean-dev", False), ("fsdd-dev", True)):
+                manifest = self.work / f"{name}.jsonl"
+                if not manifest.exists() or manifest.stat().st_mtime < real.stat().st_mtime:
+                    rows = [u for u in read_manifest(str(real)) if (u.id or "").startswith("fsdd-") == is_fsdd]
+                    if rows:
+                        write_manifest(str(manifest), rows)
+                if manifest.exists():
+                    sets[name] = str(manifest)
         return sets
 
     def stage_evaluate(self) -> dict:
@@ -385,7 +395,7 @@ def results_markdown(state: dict) -> str:
         "## Word error rates",
         "",
         f"Beam {cfg['eval_beam']}, through the runtime (`rnnt eval`), text normalized with `rnnt.text.normalize_text`; "
-        f"real dev sets whole, the synthetic and speechocean762/FSDD dev sets' first {cfg['eval_limit_other']} "
+        f"real dev sets whole, the synthetic, speechocean762 and FSDD dev sets' first {cfg['eval_limit_other']} "
         "utterances.",
         "",
     ]

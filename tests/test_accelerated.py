@@ -264,3 +264,84 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     assert second["step"] == 5
     assert (second["epoch"], second["position"]) != (first["epoch"], first["position"])
     assert json.loads((tmp_path / "out" / "train.json").read_text())["step"] == 5
+
+
+def _random_lattice(torch, seed: int, b: int = 3, t: int = 12, u: int = 7, v: int = 6, peak: float = 0.0):
+    g = torch.Generator().manual_seed(seed)
+    enc_j = torch.randn(b, t, 8, generator=g)
+    pred_j = torch.randn(b, u + 1, 8, generator=g)
+    w = torch.randn(8, v, generator=g) * (1.0 + peak)
+    labels = torch.randint(1, v, (b, u), generator=g)
+    t_len, u_len = torch.tensor([t, t - 3, 4][:b]), torch.tensor([u, u - 2, 1][:b])
+    return enc_j, pred_j, (lambda e, p: torch.tanh(e + p) @ w), labels, t_len, u_len
+
+
+def test_pruned_loss_is_the_full_loss_when_the_band_covers_the_lattice():
+    torch, torch_model, _ = _torch_model()
+    enc_j, pred_j, joint, labels, t_len, u_len = _random_lattice(torch, 0)
+    enc_j.requires_grad_(True)
+    full = torch_model.rnnt_nll(joint(enc_j[:, :, None], pred_j[:, None]), labels, t_len, u_len)
+    (g_full,) = torch.autograd.grad(full.sum(), enc_j)
+    # a band as wide as the lattice, started at 0 on every row: the same nodes, walked through band_nll's shifts
+    b, t_max, u1 = enc_j.shape[0], enc_j.shape[1], pred_j.shape[1]
+    lp = joint(enc_j[:, :, None], pred_j[:, None]).log_softmax(-1)
+    blank, lab = torch_model._edges(lp, labels[:, None].expand(b, t_max, u1 - 1))
+    banded = torch_model.band_nll(blank, lab, torch.zeros(b, t_max, dtype=torch.long), t_len, u_len)
+    np.testing.assert_allclose(banded.detach().numpy(), full.detach().numpy(), rtol=1e-6)
+    wide, held = torch_model.pruned_rnnt_nll(joint, enc_j, pred_j, labels, t_len, u_len, width=u1)
+    assert held.all()
+    (g_wide,) = torch.autograd.grad(wide.sum(), enc_j)
+    np.testing.assert_allclose(wide.detach().numpy(), full.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(g_wide.numpy(), g_full.numpy(), atol=1e-6)
+
+
+def test_pruned_loss_bounds_the_full_loss_and_its_band_is_valid():
+    torch, torch_model, _ = _torch_model()
+    checked = 0
+    for seed in range(4):
+        enc_j, pred_j, joint, labels, t_len, u_len = _random_lattice(torch, seed, peak=3.0)
+        full = torch_model.rnnt_nll(joint(enc_j[:, :, None], pred_j[:, None]), labels, t_len, u_len)
+        b, t_max, u1 = enc_j.shape[0], enc_j.shape[1], pred_j.shape[1]
+        lp = joint(enc_j[:, :, None], pred_j[:, None]).log_softmax(-1)
+        blank, lab = torch_model._edges(lp, labels[:, None].expand(b, t_max, u1 - 1))
+        for width in (2, 3, 5):
+            start = torch_model.prune_starts(blank, lab, t_len, u_len, width)
+            rise = start[:, 1:] - start[:, :-1]
+            assert (start[:, 0] == 0).all() and (rise >= 0).all()
+            last = start[torch.arange(b), t_len - 1]
+            assert ((u_len - last >= 0) & (u_len - last < width)).all()  # the end node is in the last row's band
+            pruned, held = torch_model.pruned_rnnt_nll(joint, enc_j, pred_j, labels, t_len, u_len, width)
+            assert torch.equal(held, (rise <= width - 1).all(1))  # a band that rises too fast is not a band
+            checked += int(held.sum())
+            # fewer paths: never more likely than the whole lattice, and a wide band keeps most of the mass
+            assert (pruned[held] >= full[held] - 1e-4).all(), (seed, width)
+            assert (pruned[~held] == 0).all()
+            # the same band read off the whole lattice's moves: pruned_rnnt_nll's joint saw the right nodes
+            node = start[..., None] + torch.arange(width)
+            band = torch_model.band_nll(blank.gather(2, node.clamp(max=u1 - 1)),
+                                        lab.gather(2, node[..., :-1].clamp(max=u1 - 2)), start, t_len, u_len)
+            np.testing.assert_allclose(pruned[held].detach().numpy(), band[held].detach().numpy(), rtol=1e-5)
+    assert checked >= 24  # most bands held
+
+
+def test_band_around_a_dominant_path_keeps_nearly_all_of_its_mass():
+    torch, torch_model, _ = _torch_model()
+    rng = np.random.default_rng(3)
+    t_max, u_max = 30, 16
+    emit = np.sort(rng.integers(0, t_max, size=u_max))  # frame of each label: bursts of up to a few labels
+    burst = np.bincount(emit, minlength=t_max).max()
+    done = np.searchsorted(emit, np.arange(t_max), side="right")  # labels emitted by the end of frame t
+    u = np.arange(u_max + 1)[None]
+    want_label = u < done[:, None]  # [T, U+1]: on the path, node (t, u) moves up, else it waits for the next frame
+    blank = np.where(want_label, np.log(0.01), np.log(0.95))
+    lab = np.where(want_label[:, :-1], np.log(0.95), np.log(0.01))
+    blank_t = torch.tensor(blank, dtype=torch.float32)[None]
+    lab_t = torch.tensor(lab, dtype=torch.float32)[None]
+    t_len, u_len = torch.tensor([t_max]), torch.tensor([u_max])
+    full = torch_model.band_nll(blank_t, lab_t, torch.zeros(1, t_max, dtype=torch.long), t_len, u_len)
+    width = int(burst) + 2
+    start = torch_model.prune_starts(blank_t, lab_t, t_len, u_len, width)
+    node = start[..., None] + torch.arange(width)
+    band = torch_model.band_nll(blank_t.gather(2, node.clamp(max=u_max)), lab_t.gather(2, node[..., :-1].clamp(max=u_max - 1)),
+                                start, t_len, u_len)
+    assert 0 <= float(band - full) < 0.05, (float(band), float(full), width)

@@ -97,3 +97,24 @@ def test_results_name_the_accelerated_trainer_once_it_is_recorded(tmp_path):
     assert "40, trained on NVIDIA H200 by `scripts/accelerated/train_torch.py`" in text
     assert "`train_torch.py --minutes 9`" in text and "pack_features.py" in text and "12.9 h" in text
     assert "learning rate" not in text  # the TensorFlow trainer's settings did not make this model
+
+
+def test_real_dev_recordings_are_evaluated_per_source(tmp_path):
+    from rnnt.data.manifest import read_manifest
+    from rnnt.recipe import PRESETS, Recipe
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rows = [{"audio": f"real/fsdd/{i}_theo_0.flac", "text": "zero", "duration": 0.5, "id": f"fsdd-{i}_theo_0"}
+            for i in range(3)]
+    rows += [{"audio": f"real/speechocean762/{i}.flac", "text": "mike likes it", "duration": 2.0,
+              "id": f"speechocean762-{i}"} for i in range(2)]
+    (corpus / "real-dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (corpus / "dev.jsonl").write_text(json.dumps({"audio": "a.flac", "text": "a", "duration": 1.0}) + "\n")
+    sets = Recipe(PRESETS["tiny"], str(tmp_path), progress=False).dev_sets()
+    assert sets["synthetic-dev"] == str(corpus / "dev.jsonl")
+    speechocean, fsdd = read_manifest(sets["speechocean-dev"]), read_manifest(sets["fsdd-dev"])
+    assert [u.id for u in speechocean] == ["speechocean762-0", "speechocean762-1"]
+    assert [u.id for u in fsdd] == [f"fsdd-{i}_theo_0" for i in range(3)]
+    assert fsdd[0].audio == str(corpus / "real" / "fsdd" / "0_theo_0.flac")  # resolved against the corpus folder
+    assert "speechocean-fsdd-dev" not in sets
