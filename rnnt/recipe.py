@@ -227,14 +227,14 @@ class Recipe:
         if real.exists():  # held-out real recordings, one set per source: FSDD's digits come first in the file
             from rnnt.data.manifest import read_manifest
 
-            for name, is_fsdd in (("speechocean-dev", False), ("fsdd-dev", True)):
-                manifest = self.work / f"{name}.jsonl"
-                if not manifest.exists() or manifest.stat().st_mtime < real.stat().st_mtime:
-                    rows = [u for u in read_manifest(str(real)) if (u.id or "").startswith("fsdd-") == is_fsdd]
-                    if rows:
-                        write_manifest(str(manifest), rows)
-                if manifest.exists():
-                    sets[name] = str(manifest)
+            split = {"speechocean-dev": self.work / "speechocean-dev.jsonl", "fsdd-dev": self.work / "fsdd-dev.jsonl"}
+            if any(not m.exists() or m.stat().st_mtime < real.stat().st_mtime for m in split.values()):
+                rows = read_manifest(str(real))
+                for name, manifest in split.items():
+                    part = [u for u in rows if (u.id or "").startswith("fsdd-") == (name == "fsdd-dev")]
+                    if part:
+                        write_manifest(str(manifest), part)
+            sets.update({name: str(m) for name, m in split.items() if m.exists()})
         return sets
 
     def stage_evaluate(self) -> dict:

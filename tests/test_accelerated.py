@@ -276,6 +276,14 @@ def _random_lattice(torch, seed: int, b: int = 3, t: int = 12, u: int = 7, v: in
     return enc_j, pred_j, (lambda e, p: torch.tanh(e + p) @ w), labels, t_len, u_len
 
 
+def _band_of_lattice(torch, torch_model, blank, lab, start, width, t_len, u_len):
+    """band_nll of the nodes start[b, t] + k, k < width, gathered from the whole lattice's moves (blank [B, T, U+1])."""
+    u1 = blank.shape[-1]
+    node = start[..., None] + torch.arange(width)
+    band_blank, band_lab = blank.gather(2, node.clamp(max=u1 - 1)), lab.gather(2, node[..., :-1].clamp(max=u1 - 2))
+    return torch_model.band_nll(band_blank, band_lab, start, t_len, u_len)
+
+
 def test_pruned_loss_is_the_full_loss_when_the_band_covers_the_lattice():
     torch, torch_model, _ = _torch_model()
     enc_j, pred_j, joint, labels, t_len, u_len = _random_lattice(torch, 0)
@@ -284,8 +292,7 @@ def test_pruned_loss_is_the_full_loss_when_the_band_covers_the_lattice():
     (g_full,) = torch.autograd.grad(full.sum(), enc_j)
     # a band as wide as the lattice, started at 0 on every row: the same nodes, walked through band_nll's shifts
     b, t_max, u1 = enc_j.shape[0], enc_j.shape[1], pred_j.shape[1]
-    lp = joint(enc_j[:, :, None], pred_j[:, None]).log_softmax(-1)
-    blank, lab = torch_model._edges(lp, labels[:, None].expand(b, t_max, u1 - 1))
+    blank, lab = torch_model.lattice_edges(joint(enc_j[:, :, None], pred_j[:, None]), labels)
     banded = torch_model.band_nll(blank, lab, torch.zeros(b, t_max, dtype=torch.long), t_len, u_len)
     np.testing.assert_allclose(banded.detach().numpy(), full.detach().numpy(), rtol=1e-6)
     wide, held = torch_model.pruned_rnnt_nll(joint, enc_j, pred_j, labels, t_len, u_len, width=u1)
@@ -300,10 +307,10 @@ def test_pruned_loss_bounds_the_full_loss_and_its_band_is_valid():
     checked = 0
     for seed in range(4):
         enc_j, pred_j, joint, labels, t_len, u_len = _random_lattice(torch, seed, peak=3.0)
-        full = torch_model.rnnt_nll(joint(enc_j[:, :, None], pred_j[:, None]), labels, t_len, u_len)
-        b, t_max, u1 = enc_j.shape[0], enc_j.shape[1], pred_j.shape[1]
-        lp = joint(enc_j[:, :, None], pred_j[:, None]).log_softmax(-1)
-        blank, lab = torch_model._edges(lp, labels[:, None].expand(b, t_max, u1 - 1))
+        logits = joint(enc_j[:, :, None], pred_j[:, None])
+        full = torch_model.rnnt_nll(logits, labels, t_len, u_len)
+        blank, lab = torch_model.lattice_edges(logits, labels)
+        b = enc_j.shape[0]
         for width in (2, 3, 5):
             start = torch_model.prune_starts(blank, lab, t_len, u_len, width)
             rise = start[:, 1:] - start[:, :-1]
@@ -313,13 +320,11 @@ def test_pruned_loss_bounds_the_full_loss_and_its_band_is_valid():
             pruned, held = torch_model.pruned_rnnt_nll(joint, enc_j, pred_j, labels, t_len, u_len, width)
             assert torch.equal(held, (rise <= width - 1).all(1))  # a band that rises too fast is not a band
             checked += int(held.sum())
-            # fewer paths: never more likely than the whole lattice, and a wide band keeps most of the mass
+            # fewer paths: never more likely than the whole lattice
             assert (pruned[held] >= full[held] - 1e-4).all(), (seed, width)
             assert (pruned[~held] == 0).all()
             # the same band read off the whole lattice's moves: pruned_rnnt_nll's joint saw the right nodes
-            node = start[..., None] + torch.arange(width)
-            band = torch_model.band_nll(blank.gather(2, node.clamp(max=u1 - 1)),
-                                        lab.gather(2, node[..., :-1].clamp(max=u1 - 2)), start, t_len, u_len)
+            band = _band_of_lattice(torch, torch_model, blank, lab, start, width, t_len, u_len)
             np.testing.assert_allclose(pruned[held].detach().numpy(), band[held].detach().numpy(), rtol=1e-5)
     assert checked >= 24  # most bands held
 
@@ -341,7 +346,5 @@ def test_band_around_a_dominant_path_keeps_nearly_all_of_its_mass():
     full = torch_model.band_nll(blank_t, lab_t, torch.zeros(1, t_max, dtype=torch.long), t_len, u_len)
     width = int(burst) + 2
     start = torch_model.prune_starts(blank_t, lab_t, t_len, u_len, width)
-    node = start[..., None] + torch.arange(width)
-    band = torch_model.band_nll(blank_t.gather(2, node.clamp(max=u_max)), lab_t.gather(2, node[..., :-1].clamp(max=u_max - 1)),
-                                start, t_len, u_len)
+    band = _band_of_lattice(torch, torch_model, blank_t, lab_t, start, width, t_len, u_len)
     assert 0 <= float(band - full) < 0.05, (float(band), float(full), width)

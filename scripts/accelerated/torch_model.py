@@ -157,11 +157,16 @@ def band_nll(blank: torch.Tensor, lab: torch.Tensor, start: torch.Tensor, t_len:
     return -(alphas[idx, last, end] + blank[idx, last, end])
 
 
+def lattice_edges(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole lattice's moves: logits [B, T, U+1, V], labels [B, U] -> blank [B, T, U+1], label [B, T, U]."""
+    b, t_max, u1, _ = logits.shape
+    return _edges(logits.float().log_softmax(-1), labels[:, None].expand(b, t_max, u1 - 1))
+
+
 def rnnt_nll(logits: torch.Tensor, labels: torch.Tensor, t_len: torch.Tensor, u_len: torch.Tensor) -> torch.Tensor:
     """Per-utterance transducer NLL of the whole lattice (logits [B, T, U+1, V], labels [B, U])."""
-    b, t_max, u1, _ = logits.shape
-    blank, lab = _edges(logits.float().log_softmax(-1), labels[:, None].expand(b, t_max, u1 - 1))
-    return band_nll(blank, lab, labels.new_zeros(b, t_max), t_len, u_len)
+    blank, lab = lattice_edges(logits, labels)
+    return band_nll(blank, lab, labels.new_zeros(blank.shape[:2]), t_len, u_len)
 
 
 def prune_starts(blank: torch.Tensor, lab: torch.Tensor, t_len: torch.Tensor, u_len: torch.Tensor,
@@ -200,8 +205,7 @@ def pruned_rnnt_nll(joint, enc_j: torch.Tensor, pred_j: torch.Tensor, labels: to
         nll = rnnt_nll(joint(enc_j[:, :, None], pred_j[:, None]), labels, t_len, u_len)
         return nll, torch.ones_like(nll, dtype=torch.bool)
     with torch.no_grad():
-        blank, lab = _edges(joint(enc_j[:, :, None], pred_j[:, None]).float().log_softmax(-1),
-                            labels[:, None].expand(b, t_max, u1 - 1))
+        blank, lab = lattice_edges(joint(enc_j[:, :, None], pred_j[:, None]), labels)
     start = prune_starts(blank, lab, t_len, u_len, width)
     del blank, lab
     node = start[..., None] + torch.arange(width, device=start.device)  # [B, T, width]: u of each band node
