@@ -212,7 +212,7 @@ class Recipe:
     def dev_sets(self) -> dict[str, str]:
         """Name -> manifest of each evaluation set (real dev sets imported from shared/ into the work folder)."""
         from rnnt.data.importers import import_tsv
-        from rnnt.data.manifest import write_manifest
+        from rnnt.data.manifest import read_manifest, write_manifest
 
         sets = {}
         for name in ("real-dev", "real-dev-lj"):
@@ -225,8 +225,6 @@ class Recipe:
         sets["synthetic-dev"] = str(self.corpus / "dev.jsonl")
         real = self.corpus / "real-dev.jsonl"
         if real.exists():  # held-out real recordings, one set per source: FSDD's digits come first in the file
-            from rnnt.data.manifest import read_manifest
-
             split = {"speechocean-dev": self.work / "speechocean-dev.jsonl", "fsdd-dev": self.work / "fsdd-dev.jsonl"}
             if any(not m.exists() or m.stat().st_mtime < real.stat().st_mtime for m in split.values()):
                 rows = read_manifest(str(real))
