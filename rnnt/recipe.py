@@ -352,7 +352,7 @@ def results_markdown(state: dict) -> str:
                    "# on a GPU machine with PyTorch, calls of scripts/accelerated/device_step.sh (docs/default-model.md)",
                    f"python scripts/accelerated/import_weights.py runs/accel/out --recipe {name}",
                    f"rnnt recipe {name} --stages export,evaluate,install --work-dir {work}"]
-        share = f"every packed clip once per epoch ({train.get('data', '?')})"
+        share = f"the packed clips ({train.get('data', '?')})"
         training = [f"- steps: {step}, trained on {train.get('device', '?')} by `{train['trainer']}`, then imported "
                     "into the recipe's run folder with `scripts/accelerated/import_weights.py`",
                     f"- commands: {train.get('command', '?')}"]

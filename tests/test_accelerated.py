@@ -206,6 +206,40 @@ def test_speed_warp_is_the_identity_at_speed_one_and_shortens_faster_speech():
     assert faster.tolist() == [32, 24]
 
 
+def test_vocal_tract_warp_moves_the_spectrum_up_and_keeps_the_tempo():
+    torch, _, _ = _torch_model()
+    import types
+
+    import feature_augment
+
+    args = types.SimpleNamespace(speed=(1.0, 1.0), vtlp=(1.2, 1.2))
+    aug = feature_augment.Augmenter([], torch.device("cpu"), 80, args)
+    x = torch.full((1, 20, 80), -10.0)
+    x[:, :, 30] = 0.0  # one formant-like band
+    y, lengths = aug.speed(x, torch.tensor([20]), torch.Generator().manual_seed(0))
+    assert lengths.tolist() == [20]
+    peak = int(y[0, 5].argmax())
+    assert 32 <= peak <= 40  # 20% higher in Hz: a few mel bands up
+    args.vtlp = (0.8, 0.8)
+    y, _ = aug.speed(x, torch.tensor([20]), torch.Generator().manual_seed(0))
+    assert 20 <= int(y[0, 5].argmax()) <= 28
+
+
+def test_repeated_sources_appear_that_many_times_an_epoch():
+    pytest.importorskip("torch")
+    import train_torch
+
+    train = np.array([0, 1, 2, 4])
+    sources = np.array(["real.jsonl", "tts.jsonl", "real.jsonl", "real.jsonl", "tts.jsonl"])
+    out = train_torch.repeat_sources(train, sources, ["real.jsonl=3"])
+    assert sorted(out.tolist()) == [0, 0, 0, 1, 2, 2, 2, 4]  # clip 3 is not a training clip
+    assert train_torch.repeat_sources(train, sources, []) is train
+    with pytest.raises(SystemExit, match="no training clip"):
+        train_torch.repeat_sources(train, sources, ["other.jsonl=2"])
+    with pytest.raises(SystemExit, match="SOURCE=N"):
+        train_torch.repeat_sources(train, sources, ["real.jsonl=0"])
+
+
 def test_noise_mixing_adds_power_at_the_asked_snr_range():
     torch, _, _ = _torch_model()
     import types

@@ -1,8 +1,9 @@
-"""Augmentation of log-mel batches on the GPU: speed warp, reverberation, noise and babble, gain, SpecAugment.
+"""Augmentation of log-mel batches on the GPU: speed and vocal-tract warps, reverberation, noise and babble, gain,
+SpecAugment.
 
 Everything works on features, since the GPU machine gets packed features, not audio: speed as a joint warp of the
-time axis and the mel axis, noise mixed in the power domain at a random SNR, reverberation as exponential power
-tails, gain as a shift of the log.
+time axis and the mel axis, a vocal-tract length warp (VTLP) as a warp of the mel axis alone, noise mixed in the
+power domain at a random SNR, reverberation as exponential power tails, gain as a shift of the log.
 """
 
 from __future__ import annotations
@@ -36,17 +37,21 @@ class Augmenter:
         self.centers = (700.0 * torch.expm1(centres / 1127.0)).float().to(device)
 
     def speed(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Speed factor s: time axis shrinks by s, every frequency moves up by s (the mel bins follow)."""
+        """Speed factor s: time axis shrinks by s, every frequency moves up by s (the mel bins follow). A vocal-tract
+        factor w from `args.vtlp` (if set) moves every frequency up by w more with the tempo kept: another speaker."""
         b, t, m = x.shape
         lo, hi = self.args.speed
         s = torch.empty(b, device=self.device).uniform_(lo, hi, generator=g)
+        w_lo, w_hi = getattr(self.args, "vtlp", (1.0, 1.0))
+        w = torch.empty(b, device=self.device).uniform_(w_lo, w_hi, generator=g) if (w_lo, w_hi) != (1.0, 1.0) \
+            else torch.ones(b, device=self.device)
         new_len = torch.clamp((lengths.float() / s).floor().long(), min=1)
         t_out = int(new_len.max())
         # time: output frame j reads input frame j * s
         tj = torch.arange(t_out, device=self.device, dtype=torch.float32)[None] * s[:, None]  # [B, T']
         gx_t = 2 * tj / max(t - 1, 1) - 1
-        # mel: output bin at centre f reads the input at f / s
-        f_in = self.centers[None] / s[:, None]
+        # mel: output bin at centre f reads the input at f / (s w)
+        f_in = self.centers[None] / (s * w)[:, None]
         pos = (_mel(f_in) - self.mel_lo) / self.mel_step - 1  # fractional input bin
         gy_m = 2 * pos / max(m - 1, 1) - 1  # [B, M]
         grid = torch.stack(torch.broadcast_tensors(gy_m[:, None, :], gx_t[:, :, None]), -1)  # [B, T', M, 2] (x=mel, y=time)

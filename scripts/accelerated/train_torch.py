@@ -14,7 +14,9 @@ Each call trains until `--minutes` have passed or `--total-steps` is reached, re
 (full state) or else from `--init` (weights only, e.g. those a previous machine returned). `--prune 8` trains the
 transducer on a band of 8 label positions a frame around the model's own most likely alignments
 (`torch_model.pruned_rnnt_nll`): the joint, most of a step's time, then runs with gradient on 8 nodes a frame
-instead of U+1.
+instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus manifest twice an epoch;
+`--vtlp 0.9 1.1` warps each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal
+tract.
 """
 
 from __future__ import annotations
@@ -76,6 +78,21 @@ def feature_batch(items: list[np.ndarray], args, device, multiple: int = 1) -> t
     lengths_t = torch.as_tensor(lengths, device=device)
     valid = torch.arange(x.shape[1], device=device)[None, :, None] < lengths_t[:, None, None]
     return torch.where(valid, x, torch.full_like(x, LOG_FLOOR)), lengths_t
+
+
+def repeat_sources(train: np.ndarray, sources: np.ndarray, repeats: list[str]) -> np.ndarray:
+    """The training indices with those of each SOURCE=N in `repeats` present N times (an epoch sees them N times)."""
+    extra = []
+    for item in repeats:
+        source, _, times = item.rpartition("=")
+        if not source or not times.isdigit() or int(times) < 1:
+            raise SystemExit(f"--repeat wants SOURCE=N with N a whole number >= 1, got {item!r}")
+        picked = train[sources[train] == source]
+        if not len(picked):
+            raise SystemExit(f"--repeat {item}: no training clip comes from {source!r} "
+                             f"(sources: {', '.join(sorted(set(sources[train].tolist())))})")
+        extra += [picked] * (int(times) - 1)
+    return np.concatenate([train] + extra) if extra else train
 
 
 # ---------------------------------------------------------------- evaluation
@@ -167,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ctc-only-steps", type=int, default=0, help="train the encoder on CTC alone this long first")
     p.add_argument("--dropout", type=float, default=0.15)
     p.add_argument("--speed", type=float, nargs=2, default=(0.85, 1.15))
+    p.add_argument("--vtlp", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
+                   help="vocal-tract warp: every frequency times a factor in [LO, HI], the tempo kept")
+    p.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N",
+                   help="train on the clips of a corpus manifest N times an epoch, e.g. real-train.jsonl=2")
     p.add_argument("--snr", type=float, nargs=2, default=(0.0, 25.0))
     p.add_argument("--noise-share", type=float, default=0.35)
     p.add_argument("--reverb-share", type=float, default=0.2)
@@ -198,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     lengths = np.asarray([len(x) for x in data["feats"]])
     max_frames = int(args.max_seconds * 100)
     train = np.flatnonzero((split == meta["splits"]["train"]) & (lengths <= max_frames) & (lengths >= fs))
+    train = repeat_sources(train, np.asarray(data["source"]), args.repeat)
     dev = np.flatnonzero(split == meta["splits"]["dev"]).tolist()
     noise = [feature_batch([data["feats"][i]], args, device)[0][0]
              for i in np.flatnonzero(split == meta["splits"]["noise"])]
