@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     dev = np.flatnonzero(split == meta["splits"]["dev"]).tolist()
     noise = [feature_batch([data["feats"][i]], args, device)[0][0]
              for i in np.flatnonzero(split == meta["splits"]["noise"])]
-    print(f"train {len(train)} utterances ({lengths[train].sum() / 360000:.2f} h), dev {len(dev)}, noise {len(noise)}",
+    print(f"train {len(train)} utterances ({lengths[train].sum() / 360000:.2f} h an epoch), dev {len(dev)}, noise {len(noise)}",
           file=sys.stderr)
 
     torch.manual_seed(args.seed)
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(args.out, "model.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f)
     provenance = {"step": step, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
-                  "train_hours": round(float(lengths[train].sum()) / 360000, 2),
+                  "train_hours": round(float(lengths[np.unique(train)].sum()) / 360000, 2),  # repeats once
                   "hours_seen_this_call": round(audio_seconds / 3600, 1),
                   "minutes_this_call": round((time.time() - t_start) / 60, 1),
                   "command": "train_torch.py " + " ".join(argv if argv is not None else sys.argv[1:])}
