@@ -349,7 +349,10 @@ def results_markdown(state: dict) -> str:
     if train.get("trainer"):  # trained by scripts/accelerated, recorded by its import_weights.py
         rebuild = [f"rnnt recipe {name} --stages corpus,tokenizer --work-dir {work}",
                    f"python scripts/accelerated/pack_features.py {work} runs/accel/data",
-                   "# on a GPU machine with PyTorch, calls of scripts/accelerated/device_step.sh (docs/default-model.md)",
+                   "# to go on from the shipped model where its run folders are gone (a fresh checkout):",
+                   "python scripts/accelerated/weights_from_bundle.py rnnt/models/default.tflite -o runs/accel/init",
+                   "# train_torch.py --init runs/accel/init ... on the CPU, or on a GPU machine with PyTorch, calls of",
+                   "# scripts/accelerated/device_step.sh (docs/default-model.md)",
                    f"python scripts/accelerated/import_weights.py runs/accel/out --recipe {name}",
                    f"rnnt recipe {name} --stages export,evaluate,install --work-dir {work}"]
         share = f"the packed clips ({train.get('data', '?')})"

@@ -292,7 +292,7 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     first = torch.load(tmp_path / "state" / "state.pt")
     assert first["step"] == 3 and first["warmup"] == [0, 2]
     capsys.readouterr()
-    assert train_torch.main(common + ["--total-steps", "5"]) == 0
+    assert train_torch.main(common + ["--total-steps", "5", "--joint-bf16"]) == 0
     assert "resumed full state at step 3" in capsys.readouterr().err
     second = torch.load(tmp_path / "state" / "state.pt")
     assert second["step"] == 5
@@ -382,3 +382,69 @@ def test_band_around_a_dominant_path_keeps_nearly_all_of_its_mass():
     start = torch_model.prune_starts(blank_t, lab_t, t_len, u_len, width)
     band = _band_of_lattice(torch, torch_model, blank_t, lab_t, start, width, t_len, u_len)
     assert 0 <= float(band - full) < 0.05, (float(band), float(full), width)
+
+
+@pytest.mark.parametrize("quantization, atol", [("float32", 1e-4), ("dynamic", 0.15)])
+def test_weights_recovered_from_a_bundle_compute_what_the_model_computed(tmp_path, quantization, atol):
+    pytest.importorskip("ai_edge_litert")
+    import weights_from_bundle
+    from export.tflite import export_bundle
+    from rnnt.features import FeatureConfig
+    from rnnt.model import TFStepModel
+
+    # big enough for dynamic-range int8 weights (tensors over 1024 values), norms away from 1 and 0
+    cfg = ModelConfig(vocab_size=30, frame_stack=4, encoder_layers=3, encoder_units=64, encoder_proj=32,
+                      time_reduction_after=-1, embed_dim=40, predictor_units=48, predictor_proj=24, joint_dim=36,
+                      chunk_frames=12)
+    source = RNNT(cfg, seed=5)
+    rng = np.random.default_rng(5)
+    for name, var in import_weights.named_variables(source).items():
+        if name.endswith(("gamma", "beta", "feature_mean")):
+            var.assign(var.numpy() + rng.uniform(-0.5, 0.5, var.shape).astype(np.float32))
+    path = str(tmp_path / f"{quantization}.tflite")
+    export_bundle(source, CharTokenizer().tokens, FeatureConfig(), path, quantization=quantization,
+                  training_info={"step": 123})
+    weights, model_cfg, step = weights_from_bundle.recover(path)
+    assert step == 123 and model_cfg["encoder_layers"] == 3
+    assert not weights["ctc_head/w"].any()  # not in a bundle: zeros
+    target = RNNT(cfg, seed=9)
+    import_weights.assign(import_weights.named_variables(target), {k: v for k, v in weights.items()
+                                                                    if not k.startswith("ctc_head")})
+    a, b = TFStepModel(source), TFStepModel(target)
+    feats = (2 * rng.standard_normal((1, 12, 80)) - 6).astype(np.float32)
+    state = a.initial_encoder_state() + 0.1
+    enc_a, state_a = a.encode(feats, state)
+    enc_b, state_b = b.encode(feats, state)
+    assert np.abs(enc_a).max() > 0.5
+    np.testing.assert_allclose(enc_b, enc_a, atol=atol)
+    np.testing.assert_allclose(state_b, state_a, atol=atol)
+    tokens, pstate = np.array([0, 7], np.int32), a.initial_predictor_state(2) + 0.1
+    pred_a, _ = a.predict(tokens, pstate)
+    pred_b, _ = b.predict(tokens, pstate)
+    np.testing.assert_allclose(pred_b, pred_a, atol=atol)
+    np.testing.assert_allclose(b.joint(enc_b[0], pred_b[:1].repeat(3, 0)), a.joint(enc_a[0], pred_a[:1].repeat(3, 0)),
+                               atol=atol)
+
+
+def test_bfloat16_joint_keeps_the_pruned_loss_and_its_gradient_close_to_float32():
+    torch, torch_model, model = _torch_model()
+    rng = np.random.default_rng(1)
+    feats = torch.tensor((3 * rng.standard_normal((3, 48, 80)) - 5).astype(np.float32))
+    labels = torch.tensor(rng.integers(1, 30, size=(3, 6)))
+    t_len, u_len = torch.tensor([12, 10, 7]), torch.tensor([6, 4, 2])
+
+    def loss_and_grad(bf16: bool):
+        model.zero_grad()
+        enc = model.encode(feats)
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            enc_j, pred_j = model.joint_inputs(enc, model.predict(labels))
+            nll, _ = torch_model.pruned_rnnt_nll(model.joint, enc_j, pred_j, labels, t_len, u_len, 3)
+        nll.sum().backward()
+        return nll.detach(), model.out.weight.grad.clone()
+
+    nll32, grad32 = loss_and_grad(False)
+    nll16, grad16 = loss_and_grad(True)
+    assert nll16.dtype == torch.float32
+    np.testing.assert_allclose(nll16.numpy(), nll32.numpy(), rtol=0.02)
+    cosine = float((grad16 * grad32).sum() / (grad16.norm() * grad32.norm()))
+    assert cosine > 0.99

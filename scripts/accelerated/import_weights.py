@@ -52,7 +52,7 @@ def named_variables(model, ctc_head=None) -> dict[str, object]:
 
 
 def read_weights(folder: str) -> tuple[dict[str, np.ndarray], int]:
-    """The weights (by TF name) and step in the weights-*.npz files `train_torch.save_weights` wrote."""
+    """The weights (by TF name) and step in the weights-*.npz files `write_weights` wrote."""
     paths = sorted(glob.glob(os.path.join(folder, "weights-*.npz")))
     if not paths:
         raise FileNotFoundError(f"no weights-*.npz in {folder}")
@@ -62,6 +62,25 @@ def read_weights(folder: str) -> tuple[dict[str, np.ndarray], int]:
         step = int(z["step"])
         out.update({k.replace("|", "/"): z[k] for k in z.files if k != "step"})
     return out, step
+
+
+def write_weights(folder: str, weights: dict[str, np.ndarray], step: int, limit_mb: float = 15.0) -> None:
+    """TF-named weights as weights-*.npz files of at most limit_mb each (a device call returns files up to 16 MB),
+    replacing any there; `read_weights` reads them back."""
+    os.makedirs(folder, exist_ok=True)
+    for old in glob.glob(os.path.join(folder, "weights-*.npz")):
+        os.remove(old)
+    parts: list[dict] = [{}]
+    size = 0
+    for k, v in weights.items():
+        if size + v.nbytes > limit_mb * 1e6 and parts[-1]:
+            parts.append({})
+            size = 0
+        parts[-1][k] = v
+        size += v.nbytes
+    for n, part in enumerate(parts):
+        named = {k.replace("/", "|"): v for k, v in part.items()}  # npz keys cannot hold "/"
+        np.savez(os.path.join(folder, f"weights-{n}.npz"), step=np.int64(step), **named)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,8 @@ transducer on a band of 8 label positions a frame around the model's own most li
 (`torch_model.pruned_rnnt_nll`): the joint, most of a step's time, then runs with gradient on 8 nodes a frame
 instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus manifest twice an epoch;
 `--vtlp 0.9 1.1` warps each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal
-tract.
+tract. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's recursion stay in
+float32); `bench_step.py` times a step both ways.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from feature_augment import LOG_FLOOR, Augmenter  # noqa: E402
-from import_weights import read_weights  # noqa: E402  (numpy only, like rnnt.data.batching and rnnt.metrics)
+from import_weights import read_weights, write_weights  # noqa: E402  (numpy only, like rnnt.data.batching and rnnt.metrics)
 from rnnt.data.batching import plan_batches  # noqa: E402
 from rnnt.metrics import align_counts  # noqa: E402
 from torch_model import Transducer, pruned_rnnt_nll, rnnt_nll  # noqa: E402
@@ -143,24 +144,6 @@ def save_state(path: str, model: Transducer, opt, step: int, epoch: int, positio
     os.replace(tmp, path)
 
 
-def save_weights(model: Transducer, folder: str, step: int, limit_mb: float = 15.0) -> None:
-    """TF-layout weights as npz files of at most limit_mb each (a device call returns files up to 16 MB)."""
-    os.makedirs(folder, exist_ok=True)
-    for old in glob.glob(os.path.join(folder, "weights-*.npz")):
-        os.remove(old)
-    parts: list[dict] = [{}]
-    size = 0
-    for k, v in model.tf_weights().items():
-        if size + v.nbytes > limit_mb * 1e6 and parts[-1]:
-            parts.append({})
-            size = 0
-        parts[-1][k] = v
-        size += v.nbytes
-    for n, part in enumerate(parts):
-        named = {k.replace("/", "|"): v for k, v in part.items()}  # npz keys cannot hold "/"
-        np.savez(os.path.join(folder, f"weights-{n}.npz"), step=np.int64(step), **named)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="folders with shard-*.npz.xz and meta.json")
@@ -181,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prune", type=int, default=0, metavar="WIDTH",
                    help="train the transducer on a band of WIDTH label positions a frame (pruned loss; 0: the whole "
                         "lattice); the dev loss stays exact")
+    p.add_argument("--joint-bf16", action="store_true",
+                   help="run the joint (and the pruned loss's whole-lattice pass) in bfloat16 autocast, the log-softmax "
+                        "and the recursion in float32 (bench_step.py times it against float32)")
     p.add_argument("--ctc-only-steps", type=int, default=0, help="train the encoder on CTC alone this long first")
     p.add_argument("--dropout", type=float, default=0.15)
     p.add_argument("--speed", type=float, nargs=2, default=(0.85, 1.15))
@@ -280,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             tlen = torch.clamp(flen_t // fs, min=1)
             enc = model.encode(x)
             transducer = step >= args.ctc_only_steps  # else an encoder warm-up on CTC alone, the transducer watched
-            with torch.set_grad_enabled(transducer):
+            joint_precision = torch.autocast(device.type, torch.bfloat16, enabled=args.joint_bf16)
+            with torch.set_grad_enabled(transducer), joint_precision:
                 if args.prune:
                     enc_j, pred_j = model.joint_inputs(enc, model.predict(labels))
                     nll, held = pruned_rnnt_nll(model.joint, enc_j, pred_j, labels, tlen, ulen_t, args.prune)
@@ -328,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     log.write(json.dumps(rec) + "\n")
     log.close()
     save_state(state_path, model, opt, step, epoch, position, args)
-    save_weights(model, args.out, step)
+    write_weights(args.out, model.tf_weights(), step)
     with open(os.path.join(args.out, "model.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f)
     provenance = {"step": step, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
