@@ -52,8 +52,7 @@ def step(model: Transducer, x, labels, t_len, u_len, width: int, mode: str) -> d
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-json", required=True, help="the ModelConfig as JSON (pack_features.py writes it)")
-    p.add_argument("--init", help="folder of weights-*.npz (a trained model's peaked joint costs more than a random "
-                                  "one's)")
+    p.add_argument("--init", help="folder of weights-*.npz to time (default: random weights)")
     p.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True)")
     p.add_argument("--batch", type=int, default=48)
     p.add_argument("--seconds", type=float, default=8.0, help="clip length")

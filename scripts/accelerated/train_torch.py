@@ -39,7 +39,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from feature_augment import LOG_FLOOR, Augmenter  # noqa: E402
-from import_weights import read_weights, write_weights  # noqa: E402  (numpy only, like rnnt.data.batching and rnnt.metrics)
+from import_weights import read_weights, write_weights  # noqa: E402  (numpy only, like rnnt.metrics)
 from rnnt.data.batching import plan_batches  # noqa: E402
 from rnnt.metrics import align_counts  # noqa: E402
 from torch_model import Transducer, pruned_rnnt_nll, rnnt_nll  # noqa: E402
@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="train the transducer on a band of WIDTH label positions a frame (pruned loss; 0: the whole "
                         "lattice); the dev loss stays exact")
     p.add_argument("--joint-bf16", action="store_true",
-                   help="run the joint (and the pruned loss's whole-lattice pass) in bfloat16 autocast, the log-softmax "
-                        "and the recursion in float32 (bench_step.py times it against float32)")
+                   help="run the joint (and the pruned loss's whole-lattice pass) in bfloat16 autocast, the "
+                        "log-softmax and the recursion in float32 (bench_step.py times it against float32)")
     p.add_argument("--ctc-only-steps", type=int, default=0, help="train the encoder on CTC alone this long first")
     p.add_argument("--dropout", type=float, default=0.15)
     p.add_argument("--speed", type=float, nargs=2, default=(0.85, 1.15))

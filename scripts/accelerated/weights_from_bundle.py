@@ -39,7 +39,8 @@ class _Graph:
         self.ops = []
         for op in subgraph.operators:
             code = model.operatorCodes[op.opcodeIndex]
-            self.ops.append((names[max(code.builtinCode, code.deprecatedBuiltinCode)], list(op.inputs), list(op.outputs)))
+            kind = names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+            self.ops.append((kind, list(op.inputs), list(op.outputs)))
         self.producer = {t: n for n, (_, _, outs) in enumerate(self.ops) for t in outs}
         self.consumers: dict[int, list[int]] = {}
         for n, (_, ins, _) in enumerate(self.ops):
@@ -190,7 +191,7 @@ def recover(path: str) -> tuple[dict[str, np.ndarray], dict, int]:
         name = next(k for k, s in shapes.items() if tuple(joint.sg.tensors[w].shape) == s)
         out[f"{name}/w"] = joint.const(w).T
         if name != "joint/pred_proj":
-            out[f"{name}/b"] = joint.const(b) if b >= 0 else np.zeros(tuple(joint.sg.tensors[w].shape)[0], np.float32)
+            out[f"{name}/b"] = joint.const(b) if b >= 0 else np.zeros(shapes[name][0], np.float32)
     out["ctc_head/w"] = np.zeros((cfg.encoder_proj, cfg.vocab_size), np.float32)
     out["ctc_head/b"] = np.zeros(cfg.vocab_size, np.float32)
     return out, config_to_dict(cfg), int((meta.training or {}).get("step", 0))
