@@ -448,3 +448,25 @@ def test_bfloat16_joint_keeps_the_pruned_loss_and_its_gradient_close_to_float32(
     np.testing.assert_allclose(nll16.numpy(), nll32.numpy(), rtol=0.02)
     cosine = float((grad16 * grad32).sum() / (grad16.norm() * grad32.norm()))
     assert cosine > 0.99
+
+
+def test_average_weights_writes_the_elementwise_mean_and_rejects_other_networks(tmp_path):
+    import average_weights
+
+    rng = np.random.default_rng(0)
+    runs = [{"enc/kernel": rng.normal(size=(3, 4)).astype(np.float32),
+             "joint/bias": rng.normal(size=5).astype(np.float32)} for _ in range(3)]
+    for n, (weights, step) in enumerate(zip(runs, (120, 300, 200))):
+        import_weights.write_weights(str(tmp_path / f"run{n}"), weights, step)
+    (tmp_path / "run0" / "model.json").write_text('{"vocab_size": 30}')
+    assert average_weights.main([str(tmp_path / f"run{n}") for n in range(3)] + ["-o", str(tmp_path / "mean")]) == 0
+    mean, step = import_weights.read_weights(str(tmp_path / "mean"))
+    assert step == 300
+    assert (tmp_path / "mean" / "model.json").read_text() == '{"vocab_size": 30}'
+    for name in runs[0]:
+        assert mean[name].dtype == np.float32
+        np.testing.assert_allclose(mean[name], (runs[0][name] + runs[1][name] + runs[2][name]) / 3, rtol=1e-6)
+    with pytest.raises(ValueError, match="different weights"):
+        average_weights.average([runs[0], {"enc/kernel": runs[1]["enc/kernel"]}])
+    with pytest.raises(ValueError, match="shapes"):
+        average_weights.average([runs[0], {**runs[1], "joint/bias": np.zeros(6, np.float32)}])
