@@ -287,7 +287,8 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     model_json.write_text(json.dumps({k: getattr(TINY, k) for k in json.loads((data / "model.json").read_text())}))
     common = ["--data", str(data), "--model-json", str(model_json), "--state", str(tmp_path / "state"),
               "--out", str(tmp_path / "out"), "--device", "cpu", "--batch-seconds", "1.2", "--max-batch", "2",
-              "--warmup", "2", "--eval-every", "1000", "--noise-share", "0", "--reverb-share", "0"]
+              "--warmup", "2", "--eval-every", "1000", "--noise-share", "0", "--reverb-share", "0",
+              "--snapshot-every", "2"]
     assert train_torch.main(common + ["--total-steps", "3"]) == 0
     first = torch.load(tmp_path / "state" / "state.pt")
     assert first["step"] == 3 and first["warmup"] == [0, 2]
@@ -298,6 +299,14 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     assert second["step"] == 5
     assert (second["epoch"], second["position"]) != (first["epoch"], first["position"])
     assert json.loads((tmp_path / "out" / "train.json").read_text())["step"] == 5
+    # --snapshot-every 2: the weights of steps 2 and 4 beside the final ones, each a run average_weights.py takes
+    snapshots = sorted(p.name for p in (tmp_path / "out" / "snapshots").iterdir())
+    assert snapshots == ["step-2", "step-4"]
+    final, _ = import_weights.read_weights(str(tmp_path / "out"))
+    step4, n = import_weights.read_weights(str(tmp_path / "out" / "snapshots" / "step-4"))
+    assert n == 4 and final.keys() == step4.keys() and any(not np.array_equal(final[k], step4[k]) for k in final)
+    assert (tmp_path / "out" / "snapshots" / "step-2" / "model.json").read_text() == (
+        tmp_path / "out" / "model.json").read_text()
 
 
 def _random_lattice(torch, seed: int, b: int = 3, t: int = 12, u: int = 7, v: int = 6, peak: float = 0.0):

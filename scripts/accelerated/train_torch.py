@@ -17,7 +17,8 @@ transducer on a band of 8 label positions a frame around the model's own most li
 instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus manifest twice an epoch;
 `--vtlp 0.9 1.1` warps each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal
 tract. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's recursion stay in
-float32); `bench_step.py` times a step both ways.
+float32); `bench_step.py` times a step both ways. `--snapshot-every 200` also writes the weights every 200 steps
+to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along a run.
 """
 
 from __future__ import annotations
@@ -144,6 +145,13 @@ def save_state(path: str, model: Transducer, opt, step: int, epoch: int, positio
     os.replace(tmp, path)
 
 
+def write_run(folder: str, model: Transducer, step: int, cfg: dict) -> None:
+    """The weights in TensorFlow's layout and the model's config: what import_weights.py and --init read."""
+    write_weights(folder, model.tf_weights(), step)
+    with open(os.path.join(folder, "model.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="folders with shard-*.npz.xz and meta.json")
@@ -181,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--freq-width", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--save-every", type=float, default=10.0, help="minutes between full-state saves (0: at the end only)")
+    p.add_argument("--snapshot-every", type=int, default=0, metavar="STEPS",
+                   help="also write the weights every STEPS steps to OUT/snapshots/step-N, for average_weights.py")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.set_defaults(warmup_from=0)  # the step the warm-up starts at (a fine-tune's first step)
@@ -297,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                     rec["outside_band"] = dropped
                 print(json.dumps(rec), file=sys.stderr, flush=True)
                 log.write(json.dumps(rec) + "\n")
+            if args.snapshot_every and step % args.snapshot_every == 0:
+                write_run(os.path.join(args.out, "snapshots", f"step-{step}"), model, step, cfg)
             if step % args.eval_every == 0:
                 rec = {"step": step, "dev": evaluate(model, data, dev, args, device)}
                 print(json.dumps(rec), file=sys.stderr, flush=True)
@@ -315,9 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     log.write(json.dumps(rec) + "\n")
     log.close()
     save_state(state_path, model, opt, step, epoch, position, args)
-    write_weights(args.out, model.tf_weights(), step)
-    with open(os.path.join(args.out, "model.json"), "w", encoding="utf-8") as f:
-        json.dump(cfg, f)
+    write_run(args.out, model, step, cfg)
     provenance = {"step": step, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
                   "train_hours": round(float(lengths[np.unique(train)].sum()) / 360000, 2),  # repeats once
                   "hours_seen_this_call": round(audio_seconds / 3600, 1),
