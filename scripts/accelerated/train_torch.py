@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     log = open(os.path.join(args.out, "log.jsonl"), "a", encoding="utf-8")
     deadline = t_start + args.minutes * 60
     audio_seconds, t0, avg = 0.0, time.time(), None
+    last_log = (t0, 0.0)  # time and audio seconds at the last log line, for the recent rate
     dropped = 0  # utterances the pruned loss's band could not hold (counted 0)
     done = False
     saved = time.time()
@@ -299,10 +300,13 @@ def main(argv: list[str] | None = None) -> int:
             per_token = float(nll.detach().sum() / tokens)
             avg = per_token if avg is None else 0.98 * avg + 0.02 * per_token
             if step % 50 == 0:
-                rate = audio_seconds / (time.time() - t0)
+                now = time.time()
+                rate, recent = audio_seconds / (now - t0), (audio_seconds - last_log[1]) / (now - last_log[0])
+                last_log = (now, audio_seconds)
                 rec = {"step": step, "loss_per_token": round(avg, 4), "ctc_per_token": round(float(ctc.detach().sum() / tokens), 4),
-                       "lr": lr_at(step, args), "grad_norm": round(float(gnorm), 3), "audio_x": round(rate, 1),
-                       "minutes": round((time.time() - t_start) / 60, 2)}
+                       "lr": lr_at(step, args), "grad_norm": round(float(gnorm), 3),
+                       "audio_x": round(rate, 1), "audio_x_recent": round(recent, 1),  # since the call / last line
+                       "minutes": round((now - t_start) / 60, 2)}
                 if args.prune:
                     rec["outside_band"] = dropped
                 print(json.dumps(rec), file=sys.stderr, flush=True)
