@@ -1,7 +1,7 @@
 """Average the weights of several runs of the same network, element by element (a uniform model soup).
 
-Fine-tunes that start from the same weights stay in one basin, and their mean can decode better than either (run 10
-and run 9: docs/default-model.md). Every folder holds the `weights-*.npz` that `train_torch.py` writes; the mean
+Fine-tunes that start from the same weights stay in one basin, and their mean can decode better than either (runs 9
+and 10: docs/default-model.md). Every folder holds the `weights-*.npz` that `train_torch.py` writes; the mean
 keeps the latest step and the first folder's `model.json`, and `import_weights.py` takes it like any run's output.
 
     python scripts/accelerated/average_weights.py runs/accel/cpu9/out runs/accel/cpu10/out -o runs/accel/avg910
@@ -10,8 +10,8 @@ keeps the latest step and the first folder's `model.json`, and `import_weights.p
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import shutil
 import sys
 
 import numpy as np
@@ -45,10 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     read = [read_weights(folder) for folder in args.folders]
     mean, step = average([w for w, _ in read]), max(s for _, s in read)
-    write_weights(args.out, mean, step)
     model_json = os.path.join(args.folders[0], "model.json")
+    config = None
     if os.path.exists(model_json):
-        shutil.copy(model_json, os.path.join(args.out, "model.json"))
+        with open(model_json, encoding="utf-8") as f:
+            config = json.load(f)
+    write_weights(args.out, mean, step, config)
     print(f"wrote the mean of {len(read)} runs ({len(mean)} weights, step {step}) to {args.out}", file=sys.stderr)
     return 0
 

@@ -64,10 +64,15 @@ def read_weights(folder: str) -> tuple[dict[str, np.ndarray], int]:
     return out, step
 
 
-def write_weights(folder: str, weights: dict[str, np.ndarray], step: int, limit_mb: float = 15.0) -> None:
+def write_weights(folder: str, weights: dict[str, np.ndarray], step: int, model_config: dict | None = None,
+                  limit_mb: float = 15.0) -> None:
     """TF-named weights as weights-*.npz files of at most limit_mb each (a device call returns files up to 16 MB),
-    replacing any there; `read_weights` reads them back."""
+    replacing any there, and the ModelConfig as model.json where given: what `read_weights`, `main` and
+    `train_torch.py --init` read."""
     os.makedirs(folder, exist_ok=True)
+    if model_config is not None:
+        with open(os.path.join(folder, "model.json"), "w", encoding="utf-8") as f:
+            json.dump(model_config, f)
     for old in glob.glob(os.path.join(folder, "weights-*.npz")):
         os.remove(old)
     parts: list[dict] = [{}]

@@ -145,13 +145,6 @@ def save_state(path: str, model: Transducer, opt, step: int, epoch: int, positio
     os.replace(tmp, path)
 
 
-def write_run(folder: str, model: Transducer, step: int, cfg: dict) -> None:
-    """The weights in TensorFlow's layout and the model's config: what import_weights.py and --init read."""
-    write_weights(folder, model.tf_weights(), step)
-    with open(os.path.join(folder, "model.json"), "w", encoding="utf-8") as f:
-        json.dump(cfg, f)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="folders with shard-*.npz.xz and meta.json")
@@ -312,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(rec), file=sys.stderr, flush=True)
                 log.write(json.dumps(rec) + "\n")
             if args.snapshot_every and step % args.snapshot_every == 0:
-                write_run(os.path.join(args.out, "snapshots", f"step-{step}"), model, step, cfg)
+                write_weights(os.path.join(args.out, "snapshots", f"step-{step}"), model.tf_weights(), step, cfg)
             if step % args.eval_every == 0:
                 rec = {"step": step, "dev": evaluate(model, data, dev, args, device)}
                 print(json.dumps(rec), file=sys.stderr, flush=True)
@@ -331,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     log.write(json.dumps(rec) + "\n")
     log.close()
     save_state(state_path, model, opt, step, epoch, position, args)
-    write_run(args.out, model, step, cfg)
+    write_weights(args.out, model.tf_weights(), step, cfg)
     provenance = {"step": step, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
                   "train_hours": round(float(lengths[np.unique(train)].sum()) / 360000, 2),  # repeats once
                   "hours_seen_this_call": round(audio_seconds / 3600, 1),

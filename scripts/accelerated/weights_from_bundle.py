@@ -14,7 +14,6 @@ training-only CTC head is not in a bundle; it is written as zeros, so its first 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -203,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--out", required=True, help="folder for weights-*.npz and model.json")
     args = p.parse_args(argv)
     weights, cfg, step = recover(args.bundle)
-    write_weights(args.out, weights, step)
-    with open(os.path.join(args.out, "model.json"), "w", encoding="utf-8") as f:
-        json.dump(cfg, f)
+    write_weights(args.out, weights, step, cfg)
     print(f"wrote {len(weights)} weights of step {step} from {args.bundle} to {args.out}", file=sys.stderr)
     return 0
 
