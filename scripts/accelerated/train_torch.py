@@ -145,6 +145,24 @@ def save_state(path: str, model: Transducer, opt, step: int, epoch: int, positio
     os.replace(tmp, path)
 
 
+def keep_freed_memory() -> bool:
+    """Have glibc keep freed memory for reuse instead of handing it back to the kernel (Linux only).
+
+    By default every tensor over 32 MB is its own mmap, unmapped when freed, so each step faults in and zeroes its
+    large tensors afresh (on the 2 cores: 31 M page faults and a quarter of the CPU time in the kernel in 4 minutes);
+    with mmap off and no trimming the heap is reused (2.8 M faults, 19% more audio a second). Returns whether it applied.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="folders with shard-*.npz.xz and meta.json")
@@ -186,10 +204,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="also write the weights every STEPS steps to OUT/snapshots/step-N, for average_weights.py")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--return-freed-memory", action="store_true",
+                   help="on the CPU, let glibc return freed memory to the kernel (its default; slower a step)")
     p.set_defaults(warmup_from=0)  # the step the warm-up starts at (a fine-tune's first step)
     args = p.parse_args(argv)
     t_start = time.time()
     device = torch.device(args.device)
+    if device.type == "cpu" and not args.return_freed_memory:
+        print("glibc keeps freed memory:", keep_freed_memory())
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
 
