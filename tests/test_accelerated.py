@@ -481,6 +481,41 @@ def test_average_weights_writes_the_elementwise_mean_and_rejects_other_networks(
         average_weights.average([runs[0], {**runs[1], "joint/bias": np.zeros(6, np.float32)}])
 
 
+def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_path, capsys):
+    pytest.importorskip("ai_edge_litert")
+    import screen_weights
+    import weights_from_bundle
+    from rnnt.config import config_to_dict
+
+    work, _ = _tiny_work(tmp_path, ["one two"])
+    snapshots = []
+    for n, step in enumerate((300, 100, 200)):  # listed out of order: candidates follow the step
+        model = RNNT(TINY, seed=n)
+        weights = {k: v.numpy() for k, v in import_weights.named_variables(model).items()}
+        snapshots.append((weights, step))
+        import_weights.write_weights(str(tmp_path / f"snap{n}"), weights, step, config_to_dict(TINY))
+    folders = [str(tmp_path / f"snap{n}") for n in range(3)]
+    argv = folders + ["--mean", "2", "--recipe", "tiny", "--work-dir", str(work), "--sets",
+                      f"dev={work / 'corpus' / 'dev.jsonl'}", "--mode", "float32", "--out", str(tmp_path / "screen")]
+    assert screen_weights.main(argv) == 0
+    rows = [json.loads(line) for line in (tmp_path / "screen" / "screen.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in rows] == ["steps-100-200-2", "steps-200-300-2"]
+    assert all(set(r["wer"]) == {"dev"} and r["wer"]["dev"] >= 0 and r["cer"]["dev"] >= 0 for r in rows)
+    recovered, _, step = weights_from_bundle.recover(str(tmp_path / "screen" / "steps-100-200-2-float32.tflite"))
+    assert step == 200
+    (w100, _), (w200, _) = snapshots[1], snapshots[2]
+    for name in w100:
+        np.testing.assert_allclose(recovered[name], (w100[name] + w200[name]) / 2, atol=1e-6)
+    assert "best on dev (mean WER)" in capsys.readouterr().out
+    bundle = tmp_path / "screen" / "steps-200-300-2-float32.tflite"
+    before = bundle.stat().st_mtime_ns
+    assert screen_weights.main(argv) == 0  # screened already: nothing exported or decoded again
+    assert bundle.stat().st_mtime_ns == before
+    assert len((tmp_path / "screen" / "screen.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(SystemExit):
+        screen_weights.main(folders + ["--mean", "4", "--work-dir", str(work), "--out", str(tmp_path / "x")])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_freed_large_tensors_are_reused_without_new_page_faults():
     pytest.importorskip("torch")

@@ -1,0 +1,147 @@
+"""Screen candidate weights by decoded WER: which snapshot, or which mean of neighbouring snapshots, to ship.
+
+A trainer's dev loss does not rank candidates the way decoding does (run 11: docs/default-model.md), so each
+candidate is exported as a bundle (dynamic-range int8 by default, what ships) and decoded through the runtime on the
+recipe's dev sets, the way `rnnt recipe NAME --stages evaluate` does. A candidate is one folder of `weights-*.npz`
+(`train_torch.py`'s `--out`, a snapshot, `average_weights.py`'s output) or, with `--mean N`, the element-wise mean of
+N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there is not screened again.
+
+    python scripts/accelerated/screen_weights.py runs/accel/cpu12/out/snapshots/step-* --mean 5 --stride 2 \\
+        --work-dir runs/recipe-default --out runs/screen12
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+
+from average_weights import average  # noqa: E402
+from import_weights import assign, named_variables, read_weights  # noqa: E402
+
+DEFAULT_SETS = ("real-dev", "real-dev-lj", "synthetic-dev", "speechocean-dev")
+
+
+def step_of(folder: str) -> int:
+    """The training step the weights in a folder were written at."""
+    return read_weights(folder)[1]
+
+
+def candidates(folders: list[str], mean: int, stride: int) -> list[list[str]]:
+    """Groups of `mean` folders in a row, ordered by step, every `stride` folders; each group is one candidate."""
+    if mean < 1 or stride < 1:
+        raise ValueError("--mean and --stride must be at least 1")
+    ordered = sorted(folders, key=step_of)
+    if len(ordered) < mean:
+        raise ValueError(f"{len(ordered)} folders, fewer than --mean {mean}")
+    return [ordered[i:i + mean] for i in range(0, len(ordered) - mean + 1, stride)]
+
+
+def candidate_name(group: list[str]) -> str:
+    """`step-A` for one folder, `steps-A-B-N` for the mean of N folders from step A to step B."""
+    steps = [step_of(f) for f in group]
+    return f"step-{steps[0]}" if len(group) == 1 else f"steps-{steps[0]}-{steps[-1]}-{len(group)}"
+
+
+def export_candidate(group: list[str], path: str, tokens: list[str], features, mode: str) -> int:
+    """Write the bundle of the mean of a group's weights; returns its step (the latest)."""
+    from export.tflite import export_bundle
+    from rnnt.config import ModelConfig, config_from_dict
+    from rnnt.model import RNNT
+
+    with open(os.path.join(group[0], "model.json"), encoding="utf-8") as f:
+        model_cfg = config_from_dict(ModelConfig, json.load(f))
+    if model_cfg.vocab_size != len(tokens):
+        raise ValueError(f"the weights' model has {model_cfg.vocab_size} tokens, the tokenizer {len(tokens)}")
+    read = [read_weights(folder) for folder in group]
+    weights = average([w for w, _ in read]) if len(read) > 1 else read[0][0]
+    step = max(s for _, s in read)
+    model = RNNT(model_cfg)
+    assign(named_variables(model), {k: v for k, v in weights.items() if not k.startswith("ctc_head/")})
+    export_bundle(model, tokens, features, path, quantization=mode,
+                  training_info={"step": step, "screened": [os.path.abspath(f) for f in group]})
+    return step
+
+
+def dev_sets(recipe, names: list[str]) -> dict[str, str]:
+    """Name -> manifest of the recipe's dev sets that were asked for; `NAME=MANIFEST` names a manifest itself."""
+    known = recipe.dev_sets()
+    out = {}
+    for name in names:
+        if "=" in name:
+            name, manifest = name.split("=", 1)
+        elif name in known:
+            manifest = known[name]
+        else:
+            raise ValueError(f"{name}: not a dev set of {recipe.work} (it has {', '.join(known)})")
+        out[name] = manifest
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folders", nargs="+", help="folders of weights-*.npz (snapshots, a run's --out, a mean)")
+    p.add_argument("--mean", type=int, default=1, metavar="N", help="screen means of N folders in a row (default 1)")
+    p.add_argument("--stride", type=int, default=1, help="folders between the first of one mean and the next")
+    p.add_argument("--recipe", default="default", help="recipe preset: its feature settings go into the bundles")
+    p.add_argument("--work-dir", help="recipe work folder: its tokenizer and dev sets (default: runs/recipe-NAME)")
+    p.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), metavar="SET",
+                   help=f"dev sets of the recipe, or NAME=MANIFEST (default: {' '.join(DEFAULT_SETS)})")
+    p.add_argument("--limit", type=int, default=100,
+                   help="utterances of sets other than real-dev* (those are whole, as in the recipe; default 100)")
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--mode", default="dynamic", choices=("dynamic", "float32"), help="bundle to decode (default dynamic)")
+    p.add_argument("--out", required=True, help="folder for the bundles, the decoded results and screen.jsonl")
+    args = p.parse_args(argv)
+
+    from rnnt.recipe import PRESETS, Recipe, evaluate_bundle
+    from rnnt.tokens import load_tokenizer
+
+    recipe = Recipe(PRESETS[args.recipe], args.work_dir or f"runs/recipe-{args.recipe}", progress=False)
+    tokens = list(load_tokenizer(str(recipe.tokenizer_path)).tokens)
+    try:
+        groups = candidates(args.folders, args.mean, args.stride)
+        sets = dev_sets(recipe, args.sets)
+    except ValueError as e:
+        p.error(str(e))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "screen.jsonl"
+    done = {json.loads(line)["name"] for line in log.read_text().splitlines() if line.strip()} if log.exists() else set()
+    print("candidate  " + "  ".join(f"{name:>16}" for name in sets) + "  (WER, CER %)", flush=True)
+    for group in groups:
+        name = candidate_name(group)
+        if name in done:
+            continue
+        bundle = out / f"{name}-{args.mode}.tflite"
+        step = export_candidate(group, str(bundle), tokens, recipe.cfg.train.features, args.mode)
+        scores = {}
+        for set_name, manifest in sets.items():
+            limit = None if set_name.startswith("real-dev") else args.limit
+            with contextlib.redirect_stdout(sys.stderr):  # rnnt eval's report; the table stays on stdout
+                scores[set_name] = evaluate_bundle(str(bundle), manifest, beam=args.beam, limit=limit,
+                                                   results_path=str(out / f"{name}-{set_name}.jsonl"))
+        row = {"name": name, "step": step, "folders": [os.path.abspath(f) for f in group], "mode": args.mode,
+               "beam": args.beam, "wer": {k: round(v["wer"], 4) for k, v in scores.items()},
+               "cer": {k: round(v["cer"], 4) for k, v in scores.items()}}
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"{name}  " + "  ".join(f"{100 * v['wer']:7.2f} ({100 * v['cer']:5.1f})" for v in scores.values()),
+              flush=True)
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    real = [k for k in sets if k.startswith("real-dev")] or list(sets)
+    best = min(rows, key=lambda r: float(np.mean([r["wer"].get(k, 1.0) for k in real])))
+    print(f"best on {' + '.join(real)} (mean WER): {best['name']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
