@@ -512,8 +512,9 @@ def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_pa
     assert screen_weights.main(argv) == 0  # screened already: nothing exported or decoded again
     assert bundle.stat().st_mtime_ns == before
     assert len((tmp_path / "screen" / "screen.jsonl").read_text().splitlines()) == 2
-    with pytest.raises(SystemExit):
-        screen_weights.main(folders + ["--mean", "4", "--work-dir", str(work), "--out", str(tmp_path / "x")])
+    for bad in (folders + ["--mean", "4"], [str(tmp_path / "no-such-run")]):  # usage errors, no traceback
+        with pytest.raises(SystemExit):
+            screen_weights.main(bad + ["--work-dir", str(work), "--out", str(tmp_path / "x")])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")

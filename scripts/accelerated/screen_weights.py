@@ -4,7 +4,7 @@ A trainer's dev loss does not rank candidates the way decoding does (run 11: doc
 candidate is exported as a bundle (dynamic-range int8 by default, what ships) and decoded through the runtime on the
 recipe's dev sets, the way `rnnt recipe NAME --stages evaluate` does. A candidate is one folder of `weights-*.npz`
 (`train_torch.py`'s `--out`, a snapshot, `average_weights.py`'s output) or, with `--mean N`, the element-wise mean of
-N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there is not screened again.
+N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there (same bundle mode and beam) is not screened again.
 
     python scripts/accelerated/screen_weights.py runs/accel/cpu12/out/snapshots/step-* --mean 5 --stride 2 \\
         --work-dir runs/recipe-default --out runs/screen12
@@ -106,20 +106,23 @@ def main(argv: list[str] | None = None) -> int:
     from rnnt.tokens import load_tokenizer
 
     recipe = Recipe(PRESETS[args.recipe], args.work_dir or f"runs/recipe-{args.recipe}", progress=False)
+    if not recipe.tokenizer_path.exists():
+        p.error(f"{recipe.tokenizer_path}: no tokenizer (`rnnt recipe {args.recipe} --stages corpus,tokenizer` makes it)")
     tokens = list(load_tokenizer(str(recipe.tokenizer_path)).tokens)
     try:
         groups = candidates(args.folders, args.mean, args.stride)
         sets = dev_sets(recipe, args.sets)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "screen.jsonl"
-    done = {json.loads(line)["name"] for line in log.read_text().splitlines() if line.strip()} if log.exists() else set()
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    done = {(r["name"], r["mode"], r["beam"]) for r in rows}
     print("candidate  " + "  ".join(f"{name:>16}" for name in sets) + "  (WER, CER %)", flush=True)
     for group in groups:
         name = candidate_name(group)
-        if name in done:
+        if (name, args.mode, args.beam) in done:
             continue
         bundle = out / f"{name}-{args.mode}.tflite"
         step = export_candidate(group, str(bundle), tokens, recipe.cfg.train.features, args.mode)
@@ -134,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
                "cer": {k: round(v["cer"], 4) for k, v in scores.items()}}
         with open(log, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        rows.append(row)
         print(f"{name}  " + "  ".join(f"{100 * v['wer']:7.2f} ({100 * v['cer']:5.1f})" for v in scores.values()),
               flush=True)
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["mode"] == args.mode and r["beam"] == args.beam]
     real = [k for k in sets if k.startswith("real-dev")] or list(sets)
     best = min(rows, key=lambda r: float(np.mean([r["wer"].get(k, 1.0) for k in real])))
     print(f"best on {' + '.join(real)} (mean WER): {best['name']}")
