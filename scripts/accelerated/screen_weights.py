@@ -4,7 +4,8 @@ A trainer's dev loss does not rank candidates the way decoding does (run 11: doc
 candidate is exported as a bundle (dynamic-range int8 by default, what ships) and decoded through the runtime on the
 recipe's dev sets, the way `rnnt recipe NAME --stages evaluate` does. A candidate is one folder of `weights-*.npz`
 (`train_torch.py`'s `--out`, a snapshot, `average_weights.py`'s output) or, with `--mean N`, the element-wise mean of
-N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there (same bundle mode and beam) is not screened again.
+N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there (same bundle mode and
+beam) is not screened again.
 
     python scripts/accelerated/screen_weights.py runs/accel/cpu12/out/snapshots/step-* --mean 5 --stride 2 \\
         --work-dir runs/recipe-default --out runs/screen12
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import sys
@@ -31,8 +33,12 @@ DEFAULT_SETS = ("real-dev", "real-dev-lj", "synthetic-dev", "speechocean-dev")
 
 
 def step_of(folder: str) -> int:
-    """The training step the weights in a folder were written at."""
-    return read_weights(folder)[1]
+    """The training step the weights in a folder were written at (read alone, not the weights)."""
+    paths = sorted(glob.glob(os.path.join(folder, "weights-*.npz")))
+    if not paths:
+        raise FileNotFoundError(f"no weights-*.npz in {folder}")
+    with np.load(paths[0]) as z:
+        return int(z["step"])
 
 
 def candidates(folders: list[str], mean: int, stride: int) -> list[list[str]]:
@@ -62,8 +68,7 @@ def export_candidate(group: list[str], path: str, tokens: list[str], features, m
     if model_cfg.vocab_size != len(tokens):
         raise ValueError(f"the weights' model has {model_cfg.vocab_size} tokens, the tokenizer {len(tokens)}")
     read = [read_weights(folder) for folder in group]
-    weights = average([w for w, _ in read]) if len(read) > 1 else read[0][0]
-    step = max(s for _, s in read)
+    weights, step = average([w for w, _ in read]), max(s for _, s in read)
     model = RNNT(model_cfg)
     assign(named_variables(model), {k: v for k, v in weights.items() if not k.startswith("ctc_head/")})
     export_bundle(model, tokens, features, path, quantization=mode,
@@ -95,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", help="recipe work folder: its tokenizer and dev sets (default: runs/recipe-NAME)")
     p.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), metavar="SET",
                    help=f"dev sets of the recipe, or NAME=MANIFEST (default: {' '.join(DEFAULT_SETS)})")
-    p.add_argument("--limit", type=int, default=100,
-                   help="utterances of sets other than real-dev* (those are whole, as in the recipe; default 100)")
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--mode", default="dynamic", choices=("dynamic", "float32"), help="bundle to decode (default dynamic)")
+    p.add_argument("--limit", type=int,
+                   help="utterances of sets other than real-dev* (default: the recipe's eval_limit_other)")
+    p.add_argument("--beam", type=int, help="beam width (default: the recipe's eval_beam)")
+    p.add_argument("--mode", default="dynamic", choices=("dynamic", "float32"),
+                   help="bundle to decode (default dynamic)")
     p.add_argument("--out", required=True, help="folder for the bundles, the decoded results and screen.jsonl")
     args = p.parse_args(argv)
 
@@ -107,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
 
     recipe = Recipe(PRESETS[args.recipe], args.work_dir or f"runs/recipe-{args.recipe}", progress=False)
     if not recipe.tokenizer_path.exists():
-        p.error(f"{recipe.tokenizer_path}: no tokenizer (`rnnt recipe {args.recipe} --stages corpus,tokenizer` makes it)")
+        p.error(f"{recipe.tokenizer_path}: no tokenizer "
+                f"(`rnnt recipe {args.recipe} --stages corpus,tokenizer` makes it)")
     tokens = list(load_tokenizer(str(recipe.tokenizer_path)).tokens)
+    args.beam = args.beam or recipe.cfg.eval_beam
     try:
         groups = candidates(args.folders, args.mean, args.stride)
         sets = dev_sets(recipe, args.sets)
@@ -128,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         step = export_candidate(group, str(bundle), tokens, recipe.cfg.train.features, args.mode)
         scores = {}
         for set_name, manifest in sets.items():
-            limit = None if set_name.startswith("real-dev") else args.limit
+            is_real = set_name.startswith("real-dev")
+            limit = recipe.cfg.eval_limit if is_real else args.limit or recipe.cfg.eval_limit_other
             with contextlib.redirect_stdout(sys.stderr):  # rnnt eval's report; the table stays on stdout
                 scores[set_name] = evaluate_bundle(str(bundle), manifest, beam=args.beam, limit=limit,
                                                    results_path=str(out / f"{name}-{set_name}.jsonl"))
