@@ -225,6 +225,36 @@ def test_vocal_tract_warp_moves_the_spectrum_up_and_keeps_the_tempo():
     assert 20 <= int(y[0, 5].argmax()) <= 28
 
 
+def test_tempo_warp_slows_only_the_marked_clips_and_keeps_the_spectrum():
+    torch, _, _ = _torch_model()
+    import types
+
+    import feature_augment
+
+    args = types.SimpleNamespace(speed=(1.0, 1.0), vtlp=(1.0, 1.0), tempo=(0.8, 0.8))
+    aug = feature_augment.Augmenter([], torch.device("cpu"), 80, args)
+    x = torch.full((2, 40, 80), -10.0)
+    x[:, :, 30] = 0.0  # one formant-like band
+    x[:, 10, :] = 1.0  # one loud frame
+    y, lengths = aug.speed(x, torch.tensor([40, 40]), torch.Generator().manual_seed(0), torch.tensor([True, False]))
+    assert lengths.tolist() == [50, 40]  # 20% slower: a quarter more frames
+    assert int(y[0, 5].argmax()) == 30 and int(y[1, 5].argmax()) == 30
+    assert int(y[0, :, 0].argmax()) in (12, 13) and int(y[1, :, 0].argmax()) == 10
+    torch.testing.assert_close(y[1, :40], x[1], atol=1e-4, rtol=0)
+
+
+def test_tempo_sources_mark_the_clips_of_the_named_manifests():
+    pytest.importorskip("torch")
+    import train_torch
+
+    train = np.array([0, 1, 2])
+    sources = np.array(["real.jsonl", "tts.jsonl", "real.jsonl", "tts.jsonl"])
+    assert train_torch.tempo_clip_mask(train, sources, ["tts.jsonl"]).tolist() == [False, True, False, True]
+    assert train_torch.tempo_clip_mask(train, sources, []) is None
+    with pytest.raises(SystemExit, match="no training clip comes from .other.jsonl."):
+        train_torch.tempo_clip_mask(train, sources, ["other.jsonl"])
+
+
 def test_repeated_sources_appear_that_many_times_an_epoch():
     pytest.importorskip("torch")
     import train_torch

@@ -2,7 +2,8 @@
 SpecAugment.
 
 Everything works on features, since the GPU machine gets packed features, not audio: speed as a joint warp of the
-time axis and the mel axis, a vocal-tract length warp (VTLP) as a warp of the mel axis alone, noise mixed in the
+time axis and the mel axis, a vocal-tract length warp (VTLP) as a warp of the mel axis alone, tempo as a warp of the
+time axis alone, noise mixed in the
 power domain at a random SNR, reverberation as exponential power tails, gain as a shift of the log.
 """
 
@@ -36,19 +37,31 @@ class Augmenter:
         centres = lo + self.mel_step * torch.arange(1, num_mels + 1, dtype=torch.float64)
         self.centers = (700.0 * torch.expm1(centres / 1127.0)).float().to(device)
 
-    def speed(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _factors(self, name: str, b: int, g: torch.Generator) -> torch.Tensor:
+        """One factor a clip from the range `args.<name>`; ones, and no draw, when the range is (1, 1)."""
+        lo, hi = getattr(self.args, name, (1.0, 1.0))
+        if (lo, hi) == (1.0, 1.0):
+            return torch.ones(b, device=self.device)
+        return torch.empty(b, device=self.device).uniform_(lo, hi, generator=g)
+
+    def speed(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator,
+              tempo_clips: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Speed factor s: time axis shrinks by s, every frequency moves up by s (the mel bins follow). A vocal-tract
-        factor w from `args.vtlp` (if set) moves every frequency up by w more with the tempo kept: another speaker."""
+        factor w from `args.vtlp` (if set) moves every frequency up by w more with the tempo kept: another speaker.
+        A tempo factor r from `args.tempo` (if set; only for the clips `tempo_clips` marks, when given) shrinks the
+        time axis by r more with the frequencies kept: the same voice reading faster (r > 1) or slower."""
         b, t, m = x.shape
         lo, hi = self.args.speed
         s = torch.empty(b, device=self.device).uniform_(lo, hi, generator=g)
-        w_lo, w_hi = getattr(self.args, "vtlp", (1.0, 1.0))
-        w = torch.empty(b, device=self.device).uniform_(w_lo, w_hi, generator=g) if (w_lo, w_hi) != (1.0, 1.0) \
-            else torch.ones(b, device=self.device)
-        new_len = torch.clamp((lengths.float() / s).floor().long(), min=1)
+        w = self._factors("vtlp", b, g)
+        r = self._factors("tempo", b, g)
+        if tempo_clips is not None:
+            r = torch.where(tempo_clips.to(self.device), r, torch.ones_like(r))
+        step = s * r  # input frames an output frame
+        new_len = torch.clamp((lengths.float() / step).floor().long(), min=1)
         t_out = int(new_len.max())
-        # time: output frame j reads input frame j * s
-        tj = torch.arange(t_out, device=self.device, dtype=torch.float32)[None] * s[:, None]  # [B, T']
+        # time: output frame j reads input frame j * s * r
+        tj = torch.arange(t_out, device=self.device, dtype=torch.float32)[None] * step[:, None]  # [B, T']
         gx_t = 2 * tj / max(t - 1, 1) - 1
         # mel: output bin at centre f reads the input at f / (s w)
         f_in = self.centers[None] / (s * w)[:, None]
@@ -118,8 +131,8 @@ class Augmenter:
             mask |= ((ar_t >= s) & (ar_t < s + w))[:, :, None]
         return torch.where(mask, fill, x)
 
-    def __call__(self, x, lengths, g):
-        x, lengths = self.speed(x, lengths, g)
+    def __call__(self, x, lengths, g, tempo_clips: torch.Tensor | None = None):
+        x, lengths = self.speed(x, lengths, g, tempo_clips)
         x = self.reverb(x, g)
         x = self.noise_mix(x, lengths, g)
         gain = torch.empty(x.shape[0], 1, 1, device=self.device).uniform_(-1.0, 1.0, generator=g)

@@ -16,7 +16,8 @@ transducer on a band of 8 label positions a frame around the model's own most li
 (`torch_model.pruned_rnnt_nll`): the joint, most of a step's time, then runs with gradient on 8 nodes a frame
 instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus manifest twice an epoch;
 `--vtlp 0.9 1.1` warps each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal
-tract. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's recursion stay in
+tract; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized clips by 5 to 20% with the pitch and
+formants kept. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's recursion stay in
 float32); `bench_step.py` times a step both ways. `--snapshot-every 200` also writes the weights every 200 steps
 to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along a run.
 """
@@ -64,6 +65,15 @@ def load_shards(folder: str) -> dict[str, list]:
     return out
 
 
+def tempo_clip_mask(train: np.ndarray, sources: np.ndarray, names: list[str]) -> np.ndarray | None:
+    """A mask over all clips: those of the named corpus manifests (None when no name is given: every clip)."""
+    if not names:
+        return None
+    for name in names:
+        require_training_source("--tempo-sources", name, train, sources)
+    return np.isin(sources, names)
+
+
 def pad_batch(items: list[np.ndarray], dtype, multiple: int = 1, value: float = 0) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.asarray([len(x) for x in items])
     t = int(math.ceil(max(lengths.max(), 1) / multiple) * multiple)
@@ -82,6 +92,13 @@ def feature_batch(items: list[np.ndarray], args, device, multiple: int = 1) -> t
     return torch.where(valid, x, torch.full_like(x, LOG_FLOOR)), lengths_t
 
 
+def require_training_source(flag: str, source: str, train: np.ndarray, sources: np.ndarray) -> None:
+    """A usage error naming the sources there are, unless some training clip comes from `source`."""
+    known = set(sources[train].tolist())
+    if source not in known:
+        raise SystemExit(f"{flag}: no training clip comes from {source!r} (sources: {', '.join(sorted(known))})")
+
+
 def repeat_sources(train: np.ndarray, sources: np.ndarray, repeats: list[str]) -> np.ndarray:
     """The training indices with those of each SOURCE=N in `repeats` present N times (an epoch sees them N times)."""
     extra = []
@@ -89,10 +106,8 @@ def repeat_sources(train: np.ndarray, sources: np.ndarray, repeats: list[str]) -
         source, _, times = item.rpartition("=")
         if not source or not times.isdigit() or int(times) < 1:
             raise SystemExit(f"--repeat wants SOURCE=N with N a whole number >= 1, got {item!r}")
+        require_training_source(f"--repeat {item}", source, train, sources)
         picked = train[sources[train] == source]
-        if not len(picked):
-            raise SystemExit(f"--repeat {item}: no training clip comes from {source!r} "
-                             f"(sources: {', '.join(sorted(set(sources[train].tolist())))})")
         extra += [picked] * (int(times) - 1)
     return np.concatenate([train] + extra) if extra else train
 
@@ -192,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, nargs=2, default=(0.85, 1.15))
     p.add_argument("--vtlp", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
                    help="vocal-tract warp: every frequency times a factor in [LO, HI], the tempo kept")
+    p.add_argument("--tempo", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
+                   help="tempo warp: the time axis shrinks by a factor in [LO, HI], the frequencies kept (0.8 0.95: "
+                        "5 to 20%% slower)")
+    p.add_argument("--tempo-sources", nargs="*", default=[], metavar="SOURCE",
+                   help="corpus manifests whose clips get the tempo warp, e.g. train.jsonl (default: every clip)")
     p.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N",
                    help="train on the clips of a corpus manifest N times an epoch, e.g. real-train.jsonl=2")
     p.add_argument("--snr", type=float, nargs=2, default=(0.0, 25.0))
@@ -231,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     lengths = np.asarray([len(x) for x in data["feats"]])
     max_frames = int(args.max_seconds * 100)
     train = np.flatnonzero((split == meta["splits"]["train"]) & (lengths <= max_frames) & (lengths >= fs))
-    train = repeat_sources(train, np.asarray(data["source"]), args.repeat)
+    sources = np.asarray(data["source"])
+    train = repeat_sources(train, sources, args.repeat)
+    tempo_clips = tempo_clip_mask(train, sources, args.tempo_sources)
     dev = np.flatnonzero(split == meta["splits"]["dev"]).tolist()
     noise = [feature_batch([data["feats"][i]], args, device)[0][0]
              for i in np.flatnonzero(split == meta["splits"]["noise"])]
@@ -283,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             idx = train[batch]
             x, flen_t = feature_batch([data["feats"][i] for i in idx], args, device)
             audio_seconds += float(flen_t.sum()) / 100
-            x, flen_t = aug(x, flen_t, gen)
+            x, flen_t = aug(x, flen_t, gen, None if tempo_clips is None else torch.as_tensor(tempo_clips[idx]))
             pad = (-x.shape[1]) % fs
             x = F.pad(x, (0, 0, 0, pad), value=LOG_FLOOR)
             # SpecAugment on normalized features, masks set to the mean (0 after normalization)
