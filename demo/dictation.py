@@ -26,6 +26,7 @@ from typing import Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
+from rnnt.decoding import DEFAULT_BEAM
 from rnnt.inputs import Input, InputError
 
 __all__ = [
@@ -390,7 +391,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from rnnt.commands.transcribe import positive_int
 
     p.add_argument("-m", "--model", metavar="BUNDLE", help="model bundle (.tflite); default: the packaged model")
-    p.add_argument("--beam", type=positive_int, metavar="N", help="beam width; 1 = greedy (default 4)")
+    p.add_argument("--beam", type=positive_int, metavar="N", help=f"beam width; 1 = greedy (default {DEFAULT_BEAM})")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N", help="TFLite threads (default 1)")
     p.add_argument("-d", "--device", metavar="N|NAME", help="input device: index or part of its name (see --list-devices)")
     p.add_argument("-l", "--list-devices", action="store_true", help="list the input devices and exit")

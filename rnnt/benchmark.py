@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from rnnt.decoding import DEFAULT_BEAM
+
 __all__ = ["UtteranceStats", "BenchmarkReport", "run_benchmark", "word_latencies", "peak_rss_mb"]
 
 
@@ -222,7 +224,7 @@ def _stream_one(recognizer, samples: np.ndarray, feed: int):
 def run_benchmark(
     bundle: str | None,
     manifest: str | None = None,
-    beam: int = 4,
+    beam: int = DEFAULT_BEAM,
     num_threads: int = 1,
     feed_ms: float = 10.0,
     limit: int | None = None,

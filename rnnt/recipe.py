@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnt.config import ModelConfig, TrainConfig, config_to_dict
+from rnnt.decoding import DEFAULT_BEAM
 
 STAGES = ("corpus", "tokenizer", "train", "export", "evaluate", "install")
 MODES = ("float32", "dynamic", "int8")
@@ -38,7 +39,7 @@ class RecipeConfig:
     engines: tuple[str, ...] = ("espeak", "flite", "festival")
     tokenizer: str = "chars"  # "chars" (letters, apostrophe, word start) or "sentencepiece"
     vocab_size: int = 30  # sentencepiece size; with "chars" it must equal len(CHAR_BASE)
-    eval_beam: int = 4
+    eval_beam: int = DEFAULT_BEAM
     eval_limit: int | None = None  # utterances per real dev set (None: all)
     eval_limit_other: int | None = 100  # utterances of the synthetic, speechocean762 and FSDD dev sets
     calibration_utterances: int = 100

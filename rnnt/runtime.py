@@ -280,7 +280,8 @@ class Recognizer:
 
     Args:
       bundle: path of a ``.tflite`` bundle; None for the packaged default model.
-      beam: beam width; 1 means greedy decoding. None: `decoding.beam` if given, else 4.
+      beam: beam width; 1 means greedy decoding. None: `decoding.beam` if given, else
+        `rnnt.decoding.DEFAULT_BEAM` (8).
       num_threads: TFLite threads per interpreter.
       endpoint: endpoint rules (`rnnt.endpoint.EndpointConfig`); None never reports an endpoint.
       decoding: other search settings (`rnnt.decoding.DecodingOptions`); `beam` overrides its beam.

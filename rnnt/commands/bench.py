@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from rnnt.commands.argtypes import positive_float, positive_int
+from rnnt.decoding import DEFAULT_BEAM
 
 DESCRIPTION = """\
 Stream each utterance of a manifest through the runtime on one thread, feeding audio in small blocks as a live
@@ -27,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     )
     p.add_argument("--model", metavar="BUNDLE", help="model bundle (.tflite); default: the packaged model")
     p.add_argument("--manifest", metavar="M", help="JSONL manifest of test audio; default: synthetic audio")
-    p.add_argument("--beam", type=positive_int, default=4, help="beam width, 1 for greedy (default 4)")
+    p.add_argument("--beam", type=positive_int, default=DEFAULT_BEAM,
+                   help=f"beam width, 1 for greedy (default {DEFAULT_BEAM})")
     p.add_argument("--threads", type=positive_int, default=1, help="TFLite threads (default 1)")
     p.add_argument("--feed-ms", type=positive_float, default=10.0, help="audio block size fed at a time (default 10 ms)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N utterances")

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence, TextIO
 
 from rnnt.commands.argtypes import positive_float, positive_int
+from rnnt.decoding import DEFAULT_BEAM
 from rnnt.inputs import STDIN, Input, InputError, expand_inputs, input_duration
 from rnnt.output import FORMATS, SINGLE_INPUT_FORMATS, Transcript, Writer, output_paths, transcript_from_results
 
@@ -60,7 +61,7 @@ exit status: 0 all inputs transcribed, 1 some inputs failed (one line each on st
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """--model, --beam, --threads, --jobs (shared with `rnnt eval`)."""
     p.add_argument("-m", "--model", metavar="BUNDLE", help="model bundle (.tflite); default: the packaged model")
-    p.add_argument("--beam", type=positive_int, metavar="N", help="beam width; 1 = greedy (default 4)")
+    p.add_argument("--beam", type=positive_int, metavar="N", help=f"beam width; 1 = greedy (default {DEFAULT_BEAM})")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N", help="TFLite threads per decoder (default 1)")
     p.add_argument(
         "-j", "--jobs", type=positive_int, default=1, metavar="N",
