@@ -13,6 +13,7 @@ import pytest
 
 from conftest import TONE_TOKENS, tone_text, tone_utterance
 from rnnt.audio import resample
+from rnnt.decoding import DEFAULT_BEAM
 from rnnt.endpoint import EndpointConfig
 from rnnt.runtime import NoDefaultModelError, Recognizer, Result, default_bundle_path
 
@@ -272,7 +273,7 @@ def test_bench_command(trained_bundle, tone_manifest, capsys):
 
     assert main(["bench", "--model", trained_bundle, "--manifest", tone_manifest, "--limit", "2", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["utterances"] == 2 and report["beam"] == 4 and report["threads"] == 1
+    assert report["utterances"] == 2 and report["beam"] == DEFAULT_BEAM and report["threads"] == 1
     assert 0 < report["rtf_overall"] < 1 and 0 < report["rtf_median"] < 1
     assert report["peak_rss_mb"] > 10 and 0 < report["load_seconds"] < 10
     assert report["words_timed"] >= 4
