@@ -3,8 +3,8 @@ SpecAugment.
 
 Everything works on features, since the GPU machine gets packed features, not audio: speed as a joint warp of the
 time axis and the mel axis, a vocal-tract length warp (VTLP) as a warp of the mel axis alone, tempo as a warp of the
-time axis alone, noise mixed in the
-power domain at a random SNR, reverberation as exponential power tails, gain as a shift of the log.
+time axis alone, noise mixed in the power domain at a random SNR, reverberation as exponential power tails, gain as a
+shift of the log.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ transducer on a band of 8 label positions a frame around the model's own most li
 instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus manifest twice an epoch;
 `--vtlp 0.9 1.1` warps each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal
 tract; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized clips by 5 to 20% with the pitch and
-formants kept. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's recursion stay in
-float32); `bench_step.py` times a step both ways. `--snapshot-every 200` also writes the weights every 200 steps
+formants kept. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's
+recursion stay in float32); `bench_step.py` times a step both ways. `--snapshot-every 200` also writes the weights every 200 steps
 to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along a run.
 """
 
@@ -65,15 +65,6 @@ def load_shards(folder: str) -> dict[str, list]:
     return out
 
 
-def tempo_clip_mask(train: np.ndarray, sources: np.ndarray, names: list[str]) -> np.ndarray | None:
-    """A mask over all clips: those of the named corpus manifests (None when no name is given: every clip)."""
-    if not names:
-        return None
-    for name in names:
-        require_training_source("--tempo-sources", name, train, sources)
-    return np.isin(sources, names)
-
-
 def pad_batch(items: list[np.ndarray], dtype, multiple: int = 1, value: float = 0) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.asarray([len(x) for x in items])
     t = int(math.ceil(max(lengths.max(), 1) / multiple) * multiple)
@@ -110,6 +101,15 @@ def repeat_sources(train: np.ndarray, sources: np.ndarray, repeats: list[str]) -
         picked = train[sources[train] == source]
         extra += [picked] * (int(times) - 1)
     return np.concatenate([train] + extra) if extra else train
+
+
+def tempo_clip_mask(train: np.ndarray, sources: np.ndarray, names: list[str]) -> np.ndarray | None:
+    """A mask over all clips: those of the named corpus manifests (None when no name is given: every clip)."""
+    if not names:
+        return None
+    for name in names:
+        require_training_source("--tempo-sources", name, train, sources)
+    return np.isin(sources, names)
 
 
 # ---------------------------------------------------------------- evaluation
