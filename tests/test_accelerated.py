@@ -83,17 +83,31 @@ def test_pack_features_then_only_new_clips_after_the_corpus_grew(tmp_path):
     _clip(str(audio), 0.7, seed=5)
     _write_manifest(work / "corpus" / "train.jsonl",
                     rows["train"] + [{"audio": audio.name, "text": "four", "duration": 0.7, "id": "train-2"}])
+    _write_manifest(work / "corpus" / "items-train.jsonl", [{"id": "train-2", "source": "generated"}])
     assert pack_features.main([str(work), str(out)]) == 0
     second = _read_shard(out / "shard-1.npz.xz")
     assert second["split"].tolist() == [0] and second["tokens"].tolist() == tokenizer.encode("four")
+    assert second["origin"].tolist() == ["generated"]  # a synthesized clip's text source, from items-train.jsonl
     meta = json.loads((out / "meta.json").read_text())
     assert meta["shards"] == 2 and meta["floor"] == pack_features.FLOOR
     from rnnt.recipe import PRESETS
 
     assert json.loads((out / "model.json").read_text())["encoder_units"] == PRESETS["default"].train.model.encoder_units
     assert (out / "packed-ids.txt").read_text().split()[-1] == "train-2"
+    assert sorted(first["origin"].tolist()) == ["babble.jsonl", "dev.jsonl", "train.jsonl", "train.jsonl"]
     assert pack_features.main([str(work), str(out)]) == 0  # nothing new: no third shard
     assert not (out / "shard-2.npz.xz").exists()
+
+
+def test_pack_features_completes_an_interrupted_first_run_dev_and_noise_included(tmp_path):
+    work, _ = _tiny_work(tmp_path, ["one two", "three"])
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "packed-ids.txt").write_text("train-0\n")  # a first run stopped after its first shard: no meta.json
+    assert pack_features.main([str(work), str(out), "--jobs", "2"]) == 0
+    shard = _read_shard(out / "shard-0.npz.xz")
+    assert sorted(shard["split"].tolist()) == [0, 1, 2]  # the other training clip, the dev and the noise clip
+    assert sorted((out / "packed-ids.txt").read_text().split()) == ["babble-0", "dev-0", "train-0", "train-1"]
 
 
 def test_named_variables_cover_every_trainable_variable():
@@ -251,7 +265,8 @@ def test_tempo_sources_mark_the_clips_of_the_named_manifests():
     sources = np.array(["real.jsonl", "tts.jsonl", "real.jsonl", "tts.jsonl"])
     assert train_torch.tempo_clip_mask(train, sources, ["tts.jsonl"]).tolist() == [False, True, False, True]
     assert train_torch.tempo_clip_mask(train, sources, []) is None
-    with pytest.raises(SystemExit, match="no training clip comes from .other.jsonl."):
+    with pytest.raises(SystemExit, match="no training clip comes from .other.jsonl. .sources and origins: "
+                                         "real.jsonl, tts.jsonl"):
         train_torch.tempo_clip_mask(train, sources, ["other.jsonl"])
 
 
@@ -268,6 +283,41 @@ def test_repeated_sources_appear_that_many_times_an_epoch():
         train_torch.repeat_sources(train, sources, ["other.jsonl=2"])
     with pytest.raises(SystemExit, match="SOURCE=N"):
         train_torch.repeat_sources(train, sources, ["real.jsonl=0"])
+    with pytest.raises(SystemExit, match="SOURCE=N"):
+        train_torch.repeat_sources(train, sources, ["real.jsonl=x"])
+
+
+def test_a_fractional_repeat_keeps_a_seeded_share_of_a_text_origin():
+    pytest.importorskip("torch")
+    import train_torch
+
+    n = 2000
+    train = np.arange(n)
+    sources = np.array(["tts.jsonl"] * (n // 2) + ["real.jsonl"] * (n // 2))
+    origins = np.array(["generated", "shared"] * (n // 4) + ["real.jsonl"] * (n // 2))
+    out = train_torch.repeat_sources(train, sources, ["generated=0.3", "real.jsonl=2.5"], origins, seed=1)
+    counts = np.bincount(out, minlength=n)
+    generated, shared, real = counts[origins == "generated"], counts[origins == "shared"], counts[n // 2:]
+    assert set(generated.tolist()) == {0, 1} and 0.25 < generated.mean() < 0.35
+    assert shared.tolist() == [1] * len(shared)
+    assert set(real.tolist()) == {2, 3} and 2.45 < real.mean() < 2.55
+    again = train_torch.repeat_sources(train, sources, ["generated=0.3", "real.jsonl=2.5"], origins, seed=1)
+    assert again.tolist() == out.tolist()  # the same draw on a resume
+    # overlapping items multiply; an origin names its clips for the tempo warp too
+    both = train_torch.repeat_sources(train, sources, ["tts.jsonl=2", "generated=0.5"], origins)
+    assert np.bincount(both, minlength=n)[origins == "generated"].tolist() == [1] * (n // 4)
+    mask = train_torch.tempo_clip_mask(train, sources, ["generated"], origins)
+    assert mask.tolist() == (origins == "generated").tolist()
+
+
+def test_bf16_support_is_read_from_the_cpu_flags():
+    pytest.importorskip("torch")
+    import train_torch
+
+    assert train_torch.cpu_multiplies_bf16("processor : 0\nflags : fpu sse avx2 fma amx_bf16 amx_tile\n")
+    assert train_torch.cpu_multiplies_bf16("flags : fpu avx512f avx512_bf16\n")
+    assert not train_torch.cpu_multiplies_bf16("processor : 0\nflags : fpu sse avx2 fma\n")
+    assert train_torch.cpu_multiplies_bf16("processor : 0\n")  # no flags line (not x86): cannot tell
 
 
 def test_noise_mixing_adds_power_at_the_asked_snr_range():
@@ -542,6 +592,12 @@ def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_pa
     assert screen_weights.main(argv) == 0  # screened already: nothing exported or decoded again
     assert bundle.stat().st_mtime_ns == before
     assert len((tmp_path / "screen" / "screen.jsonl").read_text().splitlines()) == 2
+    # two single folders of the same step (a snapshot and a mean written at its step) are two candidates
+    import_weights.write_weights(str(tmp_path / "soup"), snapshots[0][0], 200, config_to_dict(TINY))
+    assert screen_weights.main([folders[2], str(tmp_path / "soup")] + argv[len(folders) + 2:]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "screen" / "screen.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in rows[2:]] == ["snap2-step-200", "soup-step-200"]
+    assert (tmp_path / "screen" / "soup-step-200-float32.tflite").exists()
     for bad in (folders + ["--mean", "4"], [str(tmp_path / "no-such-run")]):  # usage errors, no traceback
         with pytest.raises(SystemExit):
             screen_weights.main(bad + ["--work-dir", str(work), "--out", str(tmp_path / "x")])

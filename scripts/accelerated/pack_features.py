@@ -5,8 +5,12 @@ corpus goes there as features: the project's numpy log-mel front end (`rnnt.feat
 uint8 (steps of 0.085 from log(1e-6); error at most 0.043), token ids from the recipe's tokenizer, and
 lzma-compressed shards of at most ``--shard-mb``. ``train_torch.py`` reads every ``shard-*.npz.xz`` it finds, and
 the network's sizes from ``model.json`` (the recipe preset's ModelConfig).
-``packed-ids.txt`` lists what the folder holds; a later run (after the corpus grew) packs only the rest into
-new shards.
+``packed-ids.txt`` lists what the folder holds; a later run (after the corpus grew) packs only the new training
+clips into new shards, and a run after an interrupted first one (no ``meta.json`` yet) packs the rest, dev and noise
+clips included. ``--jobs`` processes compute the features. Each clip's ``source`` is its corpus manifest
+(``train.jsonl``, ``real-train.jsonl``, ...) and its ``origin`` where its text came from: a synthesized clip's text
+source (``shared``, ``generated``, ..., from ``items-*.jsonl``), else the manifest again; ``train_torch.py
+--repeat`` weights either.
 
     python scripts/accelerated/pack_features.py runs/recipe-default runs/accel/data
 """
@@ -18,6 +22,7 @@ import dataclasses
 import io
 import json
 import lzma
+import multiprocessing
 import os
 import sys
 
@@ -44,6 +49,20 @@ def dequantize(q: np.ndarray) -> np.ndarray:
     return q.astype(np.float32) * STEP + FLOOR
 
 
+def clip_features(audio: str) -> np.ndarray:
+    """The quantized log-mels of one audio file."""
+    return quantize(log_mel(load_audio(audio, 16000)))
+
+
+def text_origins(corpus: str, manifest: str) -> dict[str, str]:
+    """Clip id -> text source for a synthesized manifest (from its ``items-*.jsonl``); empty for the others."""
+    path = os.path.join(corpus, "items-" + manifest)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return {rec["id"]: rec["source"] for rec in map(json.loads, f)}
+
+
 def _entries(work: str, dev_per_set: int, seed: int) -> list[tuple[str, int, object]]:
     corpus = os.path.join(work, "corpus")
     with open(os.path.join(corpus, "mix.json"), encoding="utf-8") as f:
@@ -68,6 +87,7 @@ def _write_shard(path: str, rows: list[dict]) -> int:
         "token_lengths": np.asarray([len(r["tokens"]) for r in rows], np.int32),
         "split": np.asarray([r["split"] for r in rows], np.uint8),
         "source": np.asarray([r["source"] for r in rows]),
+        "origin": np.asarray([r["origin"] for r in rows]),
     }
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -85,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard-mb", type=float, default=56.0, help="compressed size per shard (one device call each)")
     p.add_argument("--dev-per-set", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes computing features (default: "
+                                                                            "one a CPU core)")
     p.add_argument("--recipe", default="default", help="recipe preset: its tokenizer, and its ModelConfig for model.json")
     args = p.parse_args(argv)
 
@@ -96,24 +118,30 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(dataclasses.asdict(model), f, indent=1)
     ids_path = os.path.join(args.out, "packed-ids.txt")
     packed = set(open(ids_path, encoding="utf-8").read().split()) if os.path.exists(ids_path) else set()
+    meta_path = os.path.join(args.out, "meta.json")
     entries = _entries(args.work, args.dev_per_set, args.seed)
-    # a dev or noise utterance is packed once, on the first run
-    entries = [e for e in entries if e[2].id not in packed and not (packed and e[1] != SPLITS["train"])]
+    # dev and noise utterances are packed by the first run (meta.json marks it done; an interrupted one is completed)
+    first_done = os.path.exists(meta_path)
+    entries = [e for e in entries if e[2].id not in packed and not (first_done and e[1] != SPLITS["train"])]
     if not entries:
         print("nothing new to pack", file=sys.stderr)
         return 0
+    corpus = os.path.join(args.work, "corpus")
+    origins = {name: text_origins(corpus, name) for name in {e[0] for e in entries}}
     order = np.random.default_rng(args.seed + len(packed)).permutation(len(entries))
     first_shard = len([n for n in os.listdir(args.out) if n.startswith("shard-")])
     # compression ratio measured on speechocean clips: ~0.76 of the raw uint8 bytes
     raw_limit = args.shard_mb * 1e6 / 0.8
     shard, rows, raw, sizes, seconds = first_shard, [], 0, [], 0.0
-    for n, k in enumerate(order, 1):
+    jobs = max(1, min(args.jobs, len(order)))
+    pool = multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else None
+    audio = [entries[k][2].audio for k in order]
+    features = pool.imap(clip_features, audio, chunksize=16) if pool else map(clip_features, audio)
+    for n, (k, q) in enumerate(zip(order, features), 1):
         source, split, utt = entries[k]
-        feats = log_mel(load_audio(utt.audio, 16000))
-        q = quantize(feats)
         seconds += utt.duration
         rows.append({"q": q, "tokens": np.asarray(tokenizer.encode(utt.text), np.int32), "split": split,
-                     "source": source, "id": utt.id})
+                     "source": source, "origin": origins[source].get(utt.id, source), "id": utt.id})
         raw += q.size
         if raw >= raw_limit or n == len(order):
             sizes.append(_write_shard(os.path.join(args.out, f"shard-{shard}.npz.xz"), rows))
@@ -121,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                 f.writelines(r["id"] + "\n" for r in rows)
             print(f"shard {shard}: {len(rows)} utterances, {sizes[-1] / 1e6:.1f} MB", file=sys.stderr)
             shard, rows, raw = shard + 1, [], 0
-    meta_path = os.path.join(args.out, "meta.json")
+    if pool:
+        pool.close()
+        pool.join()
     meta = {"floor": FLOOR, "step": STEP, "splits": SPLITS, "tokens": tokenizer.tokens, "megabytes": [], "hours": 0.0}
     if os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:

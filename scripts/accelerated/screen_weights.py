@@ -4,8 +4,8 @@ A trainer's dev loss does not rank candidates the way decoding does (run 11: doc
 candidate is exported as a bundle (dynamic-range int8 by default, what ships) and decoded through the runtime on the
 recipe's dev sets, the way `rnnt recipe NAME --stages evaluate` does. A candidate is one folder of `weights-*.npz`
 (`train_torch.py`'s `--out`, a snapshot, `average_weights.py`'s output) or, with `--mean N`, the element-wise mean of
-N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there (same bundle mode and
-beam) is not screened again.
+N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there (the same folders,
+bundle mode and beam) is not screened again.
 
     python scripts/accelerated/screen_weights.py runs/accel/cpu12/out/snapshots/step-* --mean 5 --stride 2 \\
         --work-dir runs/recipe-default --out runs/screen12
@@ -52,9 +52,13 @@ def candidates(folders: list[str], mean: int, stride: int) -> list[list[str]]:
 
 
 def candidate_name(group: list[str]) -> str:
-    """`step-A` for one folder, `steps-A-B-N` for the mean of N folders from step A to step B."""
+    """`step-A` for one snapshot (a folder so named), `NAME-step-A` for another folder (a run's output, a mean),
+    `steps-A-B-N` for the mean of N folders from step A to step B."""
     steps = [step_of(f) for f in group]
-    return f"step-{steps[0]}" if len(group) == 1 else f"steps-{steps[0]}-{steps[-1]}-{len(group)}"
+    if len(group) > 1:
+        return f"steps-{steps[0]}-{steps[-1]}-{len(group)}"
+    base = os.path.basename(os.path.normpath(group[0]))
+    return base if base == f"step-{steps[0]}" else f"{base}-step-{steps[0]}"
 
 
 def export_candidate(group: list[str], path: str, tokens: list[str], features, mode: str) -> int:
@@ -126,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "screen.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    done = {(r["name"], r["mode"], r["beam"]) for r in rows}
+    done = {(tuple(r["folders"]), r["mode"], r["beam"]) for r in rows}
     print("candidate  " + "  ".join(f"{name:>16}" for name in sets) + "  (WER, CER %)", flush=True)
     for group in groups:
-        name = candidate_name(group)
-        if (name, args.mode, args.beam) in done:
+        if (tuple(os.path.abspath(f) for f in group), args.mode, args.beam) in done:
             continue
+        name = candidate_name(group)
         bundle = out / f"{name}-{args.mode}.tflite"
         step = export_candidate(group, str(bundle), tokens, recipe.cfg.train.features, args.mode)
         scores = {}

@@ -14,12 +14,14 @@ Each call trains until `--minutes` have passed or `--total-steps` is reached, re
 (full state) or else from `--init` (weights only, e.g. those a previous machine returned). `--prune 8` trains the
 transducer on a band of 8 label positions a frame around the model's own most likely alignments
 (`torch_model.pruned_rnnt_nll`): the joint, most of a step's time, then runs with gradient on 8 nodes a frame
-instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus manifest twice an epoch;
+instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus manifest twice an epoch,
+`--repeat generated=0.3` on a seeded 30% of the clips whose text is of that origin (`pack_features.py`);
 `--vtlp 0.9 1.1` warps each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal
 tract; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized clips by 5 to 20% with the pitch and
 formants kept. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's
-recursion stay in float32); `bench_step.py` times a step both ways. `--snapshot-every 200` also writes the weights every 200 steps
-to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along a run.
+recursion stay in float32); `bench_step.py` times a step both ways, and on a CPU without bfloat16 instructions
+(AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200` also writes the weights every 200
+steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along a run.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json
 import lzma
 import math
 import os
+import re
 import sys
 import time
 
@@ -49,7 +52,7 @@ from torch_model import Transducer, pruned_rnnt_nll, rnnt_nll  # noqa: E402
 
 # ---------------------------------------------------------------- data
 def load_shards(folder: str) -> dict[str, list]:
-    out: dict[str, list] = {"feats": [], "tokens": [], "split": [], "source": []}
+    out: dict[str, list] = {"feats": [], "tokens": [], "split": [], "source": [], "origin": []}
     for path in sorted(glob.glob(os.path.join(folder, "shard-*.npz.xz"))):
         with open(path, "rb") as f:
             z = np.load(io.BytesIO(lzma.decompress(f.read())))
@@ -61,6 +64,7 @@ def load_shards(folder: str) -> dict[str, list]:
                 out["tokens"].append(tokens[to[i]:to[i + 1]].astype(np.int64))
             out["split"] += z["split"].tolist()
             out["source"] += z["source"].tolist()
+            out["origin"] += z["origin"].tolist() if "origin" in z.files else z["source"].tolist()
         print(f"loaded {path}", file=sys.stderr)
     return out
 
@@ -83,33 +87,50 @@ def feature_batch(items: list[np.ndarray], args, device, multiple: int = 1) -> t
     return torch.where(valid, x, torch.full_like(x, LOG_FLOOR)), lengths_t
 
 
-def require_training_source(flag: str, source: str, train: np.ndarray, sources: np.ndarray) -> None:
-    """A usage error naming the sources there are, unless some training clip comes from `source`."""
-    known = set(sources[train].tolist())
-    if source not in known:
-        raise SystemExit(f"{flag}: no training clip comes from {source!r} (sources: {', '.join(sorted(known))})")
+def clips_named(flag: str, name: str, train: np.ndarray, sources: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    """A mask over all clips: those of corpus manifest `name` or of text origin `name` (a usage error when no
+    training clip is one of them)."""
+    mask = (sources == name) | (origins == name)
+    if not mask[train].any():
+        known = ", ".join(sorted(set(sources[train].tolist()) | set(origins[train].tolist())))
+        raise SystemExit(f"{flag}: no training clip comes from {name!r} (sources and origins: {known})")
+    return mask
 
 
-def repeat_sources(train: np.ndarray, sources: np.ndarray, repeats: list[str]) -> np.ndarray:
-    """The training indices with those of each SOURCE=N in `repeats` present N times (an epoch sees them N times)."""
-    extra = []
+def repeat_sources(train: np.ndarray, sources: np.ndarray, repeats: list[str], origins: np.ndarray | None = None,
+                   seed: int = 0) -> np.ndarray:
+    """The training indices with the clips of each SOURCE=N in `repeats` present N times an epoch.
+
+    SOURCE is a corpus manifest or a text origin (`pack_features.py`); weights of overlapping items multiply. A
+    fractional N keeps a seeded draw of the clips for its last copy: ``generated=0.3`` trains on 30% of the
+    generated sentences, ``real-train.jsonl=2.5`` on every real clip twice and half of them a third time.
+    """
+    origins = sources if origins is None else origins
+    weight = np.ones(len(train))
     for item in repeats:
         source, _, times = item.rpartition("=")
-        if not source or not times.isdigit() or int(times) < 1:
-            raise SystemExit(f"--repeat wants SOURCE=N with N a whole number >= 1, got {item!r}")
-        require_training_source(f"--repeat {item}", source, train, sources)
-        picked = train[sources[train] == source]
-        extra += [picked] * (int(times) - 1)
-    return np.concatenate([train] + extra) if extra else train
+        try:
+            n = float(times)
+        except ValueError:
+            n = math.nan
+        if not source or not 0 < n < math.inf:
+            raise SystemExit(f"--repeat wants SOURCE=N with N a number > 0, got {item!r}")
+        weight[clips_named(f"--repeat {item}", source, train, sources, origins)[train]] *= n
+    if (weight == 1).all():
+        return train
+    whole = np.floor(weight)
+    copies = whole.astype(np.int64) + (np.random.default_rng(seed).random(len(train)) < weight - whole)
+    return np.repeat(train, copies)
 
 
-def tempo_clip_mask(train: np.ndarray, sources: np.ndarray, names: list[str]) -> np.ndarray | None:
-    """A mask over all clips: those of the named corpus manifests (None when no name is given: every clip)."""
+def tempo_clip_mask(train: np.ndarray, sources: np.ndarray, names: list[str],
+                    origins: np.ndarray | None = None) -> np.ndarray | None:
+    """A mask over all clips: those of the named corpus manifests or text origins (None when no name is given:
+    every clip)."""
     if not names:
         return None
-    for name in names:
-        require_training_source("--tempo-sources", name, train, sources)
-    return np.isin(sources, names)
+    origins = sources if origins is None else origins
+    return np.logical_or.reduce([clips_named("--tempo-sources", n, train, sources, origins) for n in names])
 
 
 # ---------------------------------------------------------------- evaluation
@@ -158,6 +179,19 @@ def save_state(path: str, model: Transducer, opt, step: int, epoch: int, positio
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch,
                 "position": position, "warmup": [args.warmup_from, args.warmup]}, tmp)
     os.replace(tmp, path)
+
+
+def cpu_multiplies_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has bfloat16 matrix instructions (AVX-512 BF16 or AMX, from /proc/cpuinfo; True when it
+    cannot tell). Without them bfloat16 is emulated and `--joint-bf16` slows a step down."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return True
+    flags = set(re.findall(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE)[0].split()) if "flags" in cpuinfo else set()
+    return not flags or bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def keep_freed_memory() -> bool:
@@ -211,9 +245,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="tempo warp: the time axis shrinks by a factor in [LO, HI], the frequencies kept (0.8 0.95: "
                         "5 to 20%% slower)")
     p.add_argument("--tempo-sources", nargs="*", default=[], metavar="SOURCE",
-                   help="corpus manifests whose clips get the tempo warp, e.g. train.jsonl (default: every clip)")
+                   help="corpus manifests or text origins whose clips get the tempo warp, e.g. train.jsonl "
+                        "(default: every clip)")
     p.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N",
-                   help="train on the clips of a corpus manifest N times an epoch, e.g. real-train.jsonl=2")
+                   help="train on the clips of a corpus manifest or text origin N times an epoch, e.g. "
+                        "real-train.jsonl=3; a fraction keeps a seeded share, e.g. generated=0.3")
     p.add_argument("--snr", type=float, nargs=2, default=(0.0, 25.0))
     p.add_argument("--noise-share", type=float, default=0.35)
     p.add_argument("--reverb-share", type=float, default=0.2)
@@ -233,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if device.type == "cpu" and not args.return_freed_memory:
         print("glibc keeps freed memory:", keep_freed_memory())
+    if device.type == "cpu" and args.joint_bf16 and not cpu_multiplies_bf16():
+        print("warning: --joint-bf16 on a CPU without avx512_bf16 or amx_bf16: bfloat16 is emulated, slower than "
+              "float32 here", file=sys.stderr)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
 
@@ -241,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args.floor, args.step = meta["floor"], meta["step"]
     with open(args.model_json, encoding="utf-8") as f:
         cfg = json.load(f)
-    data: dict[str, list] = {"feats": [], "tokens": [], "split": [], "source": []}
+    data: dict[str, list] = {"feats": [], "tokens": [], "split": [], "source": [], "origin": []}
     for folder in args.data:
         part = load_shards(folder)
         for k in data:
@@ -251,9 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     lengths = np.asarray([len(x) for x in data["feats"]])
     max_frames = int(args.max_seconds * 100)
     train = np.flatnonzero((split == meta["splits"]["train"]) & (lengths <= max_frames) & (lengths >= fs))
-    sources = np.asarray(data["source"])
-    train = repeat_sources(train, sources, args.repeat)
-    tempo_clips = tempo_clip_mask(train, sources, args.tempo_sources)
+    sources, origins = np.asarray(data["source"]), np.asarray(data["origin"])
+    train = repeat_sources(train, sources, args.repeat, origins, args.seed)
+    tempo_clips = tempo_clip_mask(train, sources, args.tempo_sources, origins)
     dev = np.flatnonzero(split == meta["splits"]["dev"]).tolist()
     noise = [feature_batch([data["feats"][i]], args, device)[0][0]
              for i in np.flatnonzero(split == meta["splits"]["noise"])]
