@@ -25,6 +25,7 @@ import lzma
 import multiprocessing
 import os
 import sys
+from typing import Iterator
 
 import numpy as np
 
@@ -52,6 +53,15 @@ def dequantize(q: np.ndarray) -> np.ndarray:
 def clip_features(audio: str) -> np.ndarray:
     """The quantized log-mels of one audio file."""
     return quantize(log_mel(load_audio(audio, 16000)))
+
+
+def features_of(paths: list[str], jobs: int) -> Iterator[np.ndarray]:
+    """`clip_features` of each file, in order, from `jobs` worker processes (1 or fewer: in this one)."""
+    if jobs <= 1:
+        yield from map(clip_features, paths)
+        return
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        yield from pool.imap(clip_features, paths, chunksize=16)
 
 
 def text_origins(corpus: str, manifest: str) -> dict[str, str]:
@@ -133,10 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     # compression ratio measured on speechocean clips: ~0.76 of the raw uint8 bytes
     raw_limit = args.shard_mb * 1e6 / 0.8
     shard, rows, raw, sizes, seconds = first_shard, [], 0, [], 0.0
-    jobs = max(1, min(args.jobs, len(order)))
-    pool = multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else None
-    audio = [entries[k][2].audio for k in order]
-    features = pool.imap(clip_features, audio, chunksize=16) if pool else map(clip_features, audio)
+    features = features_of([entries[k][2].audio for k in order], min(args.jobs, len(order)))
     for n, (k, q) in enumerate(zip(order, features), 1):
         source, split, utt = entries[k]
         seconds += utt.duration
@@ -149,9 +156,6 @@ def main(argv: list[str] | None = None) -> int:
                 f.writelines(r["id"] + "\n" for r in rows)
             print(f"shard {shard}: {len(rows)} utterances, {sizes[-1] / 1e6:.1f} MB", file=sys.stderr)
             shard, rows, raw = shard + 1, [], 0
-    if pool:
-        pool.close()
-        pool.join()
     meta = {"floor": FLOOR, "step": STEP, "splits": SPLITS, "tokens": tokenizer.tokens, "megabytes": [], "hours": 0.0}
     if os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:

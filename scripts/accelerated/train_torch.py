@@ -190,8 +190,8 @@ def cpu_multiplies_bf16(cpuinfo: str | None = None) -> bool:
                 cpuinfo = f.read()
         except OSError:
             return True
-    flags = set(re.findall(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE)[0].split()) if "flags" in cpuinfo else set()
-    return not flags or bool(flags & {"avx512_bf16", "amx_bf16"})
+    line = re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE)
+    return line is None or bool(set(line.group(1).split()) & {"avx512_bf16", "amx_bf16"})
 
 
 def keep_freed_memory() -> bool:
