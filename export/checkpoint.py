@@ -15,7 +15,7 @@ import tensorflow as tf
 from rnnt.config import TrainConfig, config_to_dict, load_config_file
 from rnnt.model import RNNT
 
-__all__ = ["RunError", "load_run", "resolve_checkpoint"]
+__all__ = ["RunError", "checkpoint_date", "load_run", "resolve_checkpoint"]
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -74,6 +74,12 @@ def _tokens(config: TrainConfig, run_dir: str) -> tuple[list[str], str, bytes | 
     raise RunError(f"tokenizer {config.tokenizer} of run {run_dir} not found")
 
 
+def checkpoint_date(prefix: str) -> str:
+    """When a checkpoint was written (its index file's time, UTC, to the second): the bundle's ``training.date``."""
+    mtime = os.path.getmtime(prefix + ".index")
+    return _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def _step(reader, prefix: str) -> int | None:
     for key in ("step/.ATTRIBUTES/VARIABLE_VALUE", "optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE",
                 "optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE"):
@@ -115,12 +121,11 @@ def load_run(run_or_checkpoint: str) -> tuple[RNNT, TrainConfig, list[str], dict
     except AssertionError as e:
         raise RunError(f"{prefix}: checkpoint does not match the model: {e}") from None
     step = _step(reader, prefix)
-    mtime = os.path.getmtime(prefix + ".index")
     info = {
         "run_dir": run_dir,
         "checkpoint": prefix,
         "step": step,
-        "date": _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": checkpoint_date(prefix),
         "train_manifest": config.train_manifest,
         "dev_manifest": config.dev_manifest,
         "tokenizer": tokenizer_path,

@@ -201,7 +201,10 @@ class Recipe:
         calibration = str(self.corpus / "dev.jsonl")
         for mode in MODES:
             path = self.bundle(mode)
-            if not path.exists():
+            stale = stale_bundle_reason(path, self.run_dir) if path.exists() else None
+            if stale:
+                self._log(f"exporting {mode} again: {stale}")
+            if stale or not path.exists():
                 args = ["export", str(self.run_dir), "-o", str(path), "--mode", mode]
                 if mode == "int8":
                     args += ["--calibration", calibration, "--max-utterances", str(self.cfg.calibration_utterances)]
@@ -310,6 +313,26 @@ def _device_name() -> str:
 
     gpus = tf.config.list_physical_devices("GPU")
     return f"{len(gpus)} GPU" if gpus else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+
+
+def stale_bundle_reason(bundle: Path, run_dir: Path) -> str | None:
+    """Why a kept bundle is not an export of the run's latest checkpoint (new weights trained or imported since),
+    or None when it is one or the run has no checkpoint to compare with."""
+    from export.checkpoint import RunError, checkpoint_date, resolve_checkpoint
+    from rnnt.bundle import BundleError, read_metadata
+
+    try:
+        _, prefix = resolve_checkpoint(str(run_dir))
+    except RunError:
+        return None
+    try:
+        training = read_metadata(str(bundle)).training
+    except BundleError as e:
+        return f"{bundle.name} cannot be read ({e})"
+    if training.get("checkpoint") != prefix or training.get("date") != checkpoint_date(prefix):
+        return (f"{bundle.name} holds {training.get('checkpoint')} (step {training.get('step')}, "
+                f"{training.get('date')}), the run's latest checkpoint is {prefix} ({checkpoint_date(prefix)})")
+    return None
 
 
 def _exported_model(bundle: Path) -> dict:

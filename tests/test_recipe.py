@@ -49,6 +49,22 @@ def test_tiny_recipe_end_to_end_and_resume(tmp_path):
     assert (tmp_path / "work" / "model-float32.tflite").stat().st_mtime == mtime
     assert json.loads((tmp_path / "work" / "recipe.json").read_text())["config"]["name"] == "tiny"
 
+    # new weights in the run (trained, or imported by import_weights.py): the kept bundles are exported again
+    from rnnt.bundle import read_metadata
+    from rnnt.recipe import stale_bundle_reason
+
+    run, float_bundle = tmp_path / "work" / "run", tmp_path / "work" / "model-float32.tflite"
+    assert stale_bundle_reason(float_bundle, run) is None
+    checkpoints = run / "checkpoints"
+    latest = read_metadata(str(float_bundle)).training["checkpoint"]
+    for f in checkpoints.glob(Path(latest).name + ".*"):
+        shutil.copy(f, checkpoints / f.name.replace(Path(latest).name, "ckpt-999"))
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-999"\n')
+    assert "ckpt-999" in stale_bundle_reason(float_bundle, run)
+    again.run(("export",))
+    assert read_metadata(str(float_bundle)).training["checkpoint"] == str(checkpoints / "ckpt-999")
+    assert stale_bundle_reason(float_bundle, run) is None
+
 
 def test_tokenizer_stage_writes_the_configured_kind(tmp_path):
     from rnnt.recipe import PRESETS, Recipe
