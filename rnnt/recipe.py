@@ -1,7 +1,7 @@
 """The default-model recipe: corpus -> tokenizer -> training -> export and quantization -> evaluation -> install.
 
-Every stage resumes: the corpus build skips finished files, the tokenizer and bundles are kept once written,
-training resumes from its last checkpoint. `work_dir/recipe.json` records the settings and each stage's results;
+Every stage resumes: the corpus build skips finished files, the tokenizer is kept once written, a bundle while it
+holds the run's latest checkpoint, training resumes from its last checkpoint. `work_dir/recipe.json` records the settings and each stage's results;
 `RESULTS.md` (next to the installed model) is written from it.
 """
 

@@ -41,7 +41,7 @@ def test_tiny_recipe_end_to_end_and_resume(tmp_path):
     results = recognizer.transcribe(load_audio(str(tmp_path / "work" / "corpus" / clip)), 16000, keep_empty=True)
     assert results and results[-1].is_final
 
-    # a second run resumes: training is already at its last step, bundles are kept
+    # a second run resumes: training is already at its last step, bundles of that checkpoint are kept
     mtime = (tmp_path / "work" / "model-float32.tflite").stat().st_mtime
     again = Recipe(PRESETS["tiny"], str(tmp_path / "work"), progress=False, install_dir=install)
     state2 = again.run(("train", "export"))
