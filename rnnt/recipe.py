@@ -1,8 +1,8 @@
 """The default-model recipe: corpus -> tokenizer -> training -> export and quantization -> evaluation -> install.
 
 Every stage resumes: the corpus build skips finished files, the tokenizer is kept once written, a bundle while it
-holds the run's latest checkpoint, training resumes from its last checkpoint. `work_dir/recipe.json` records the settings and each stage's results;
-`RESULTS.md` (next to the installed model) is written from it.
+holds the run's latest checkpoint, training resumes from its last checkpoint. `work_dir/recipe.json` records the
+settings and each stage's results; `RESULTS.md` (next to the installed model) is written from it.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ class Recipe:
         calibration = str(self.corpus / "dev.jsonl")
         for mode in MODES:
             path = self.bundle(mode)
-            stale = stale_bundle_reason(path, self.run_dir) if path.exists() else None
+            stale = path.exists() and stale_bundle_reason(path, self.run_dir)
             if stale:
                 self._log(f"exporting {mode} again: {stale}")
             if stale or not path.exists():
@@ -329,9 +329,10 @@ def stale_bundle_reason(bundle: Path, run_dir: Path) -> str | None:
         training = read_metadata(str(bundle)).training
     except BundleError as e:
         return f"{bundle.name} cannot be read ({e})"
-    if training.get("checkpoint") != prefix or training.get("date") != checkpoint_date(prefix):
+    date = checkpoint_date(prefix)
+    if training.get("checkpoint") != prefix or training.get("date") != date:
         return (f"{bundle.name} holds {training.get('checkpoint')} (step {training.get('step')}, "
-                f"{training.get('date')}), the run's latest checkpoint is {prefix} ({checkpoint_date(prefix)})")
+                f"{training.get('date')}), the run's latest checkpoint is {prefix} ({date})")
     return None
 
 
