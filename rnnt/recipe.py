@@ -33,7 +33,7 @@ class RecipeConfig:
     """Everything that decides the model a recipe produces."""
 
     name: str = "default"
-    corpus_hours: float = 16.0
+    corpus_hours: float = 24.0
     real_share: float = 0.5
     max_real: int | None = None  # cap real clips per set (small test builds)
     engines: tuple[str, ...] = ("espeak", "flite", "festival")
