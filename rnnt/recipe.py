@@ -198,7 +198,9 @@ class Recipe:
         from rnnt.cli import main as cli
 
         out = {}
-        calibration = str(self.corpus / "dev.jsonl")
+        calibration = self.work / "calibration.jsonl"
+        write_calibration_manifest(calibration, [self.corpus / "train.jsonl", self.corpus / "real-train.jsonl"],
+                                   self.cfg.calibration_utterances)
         for mode in MODES:
             path = self.bundle(mode)
             stale = path.exists() and stale_bundle_reason(path, self.run_dir)
@@ -207,7 +209,7 @@ class Recipe:
             if stale or not path.exists():
                 args = ["export", str(self.run_dir), "-o", str(path), "--mode", mode]
                 if mode == "int8":
-                    args += ["--calibration", calibration, "--max-utterances", str(self.cfg.calibration_utterances)]
+                    args += ["--calibration", str(calibration), "--max-utterances", str(self.cfg.calibration_utterances)]
                 if cli(args) != 0:
                     raise RuntimeError(f"export of {mode} bundle failed")
             out[mode] = {"path": str(path), "bytes": path.stat().st_size}
@@ -272,6 +274,28 @@ class Recipe:
         self.state["installed"] = {"mode": chosen, "path": str(target), "bytes": target.stat().st_size}
         (self.install_dir / "RESULTS.md").write_text(results_markdown(self.state))
         return self.state["installed"]
+
+
+def write_calibration_manifest(path: Path, sources: list[Path], count: int, seed: int = 0) -> int:
+    """Write `count` training clips for int8 calibration, drawn evenly from `sources` (synthesized and real
+    speech, interleaved; a source short of its share leaves the rest to the others): ranges from real voices
+    as well as synthesized ones, and no dev clip. Returns the number written."""
+    import random
+
+    from rnnt.data.manifest import read_manifest, write_manifest
+
+    pools = [read_manifest(str(p)) for p in sources if p.exists()]
+    rng = random.Random(seed)
+    for pool in pools:
+        rng.shuffle(pool)
+    picked: list = []
+    while len(picked) < count and any(pools):
+        for pool in pools:
+            if pool and len(picked) < count:
+                picked.append(pool.pop())
+    if not picked:
+        raise RuntimeError(f"no clips for int8 calibration in {', '.join(map(str, sources))}")
+    return write_manifest(str(path), picked)
 
 
 def evaluate_bundle(bundle: str, manifest: str, *, beam: int, limit: int | None, results_path: str) -> dict:

@@ -134,3 +134,27 @@ def test_real_dev_recordings_are_evaluated_per_source(tmp_path):
     assert [u.id for u in fsdd] == [f"fsdd-{i}_theo_0" for i in range(3)]
     assert fsdd[0].audio == str(corpus / "real" / "fsdd" / "0_theo_0.flac")  # resolved against the corpus folder
     assert "speechocean-fsdd-dev" not in sets
+
+
+def test_int8_calibration_draws_training_clips_from_each_source(tmp_path):
+    from rnnt.data.manifest import read_manifest
+    from rnnt.recipe import write_calibration_manifest
+
+    def manifest(name: str, n: int) -> Path:
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"audio": f"{name}/{i}.flac", "text": "a", "duration": 1.0,
+                                            "id": f"{name}-{i}"}) + "\n" for i in range(n)))
+        return path
+
+    synthetic, real = manifest("train", 50), manifest("real-train", 3)
+    out = tmp_path / "calibration.jsonl"
+    assert write_calibration_manifest(out, [synthetic, real, tmp_path / "missing.jsonl"], 10) == 10
+    ids = [u.id for u in read_manifest(str(out))]
+    assert len(set(ids)) == 10
+    assert sorted(i for i in ids if i.startswith("real-train")) == ["real-train-0", "real-train-1", "real-train-2"]
+    assert ids[1].startswith("real-train") and ids[3].startswith("real-train")  # interleaved: the first 100 mix
+    assert read_manifest(str(out))[0].audio == str(tmp_path / "train" / ids[0].split("-")[1]) + ".flac"
+    write_calibration_manifest(tmp_path / "again.jsonl", [synthetic, real], 10)
+    assert (tmp_path / "again.jsonl").read_text() == out.read_text()  # the same clips each time
+    with pytest.raises(RuntimeError, match="no clips"):
+        write_calibration_manifest(out, [tmp_path / "missing.jsonl"], 4)
