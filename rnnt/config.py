@@ -71,6 +71,7 @@ class ModelConfig:
     predictor_proj: int = 256
     joint_dim: int = 320
     chunk_frames: int = 12  # feature frames per streaming encoder call (120 ms)
+    cell_clip: float = 0.0  # LSTM cell states clipped to [-cell_clip, cell_clip] each step; 0: no clip
 
     @property
     def reduction(self) -> int:
@@ -91,6 +92,8 @@ class ModelConfig:
             raise ValueError(
                 f"chunk_frames={self.chunk_frames} must be a multiple of the reduction {self.reduction}"
             )
+        if self.cell_clip < 0:
+            raise ValueError(f"cell_clip={self.cell_clip} must be 0 (no clip) or positive")
         if not -1 <= self.time_reduction_after < self.encoder_layers - 1:
             raise ValueError(
                 f"time_reduction_after={self.time_reduction_after} must be -1 or name an encoder layer before the last"

@@ -63,12 +63,14 @@ class LayerNorm(tf.Module):
 class ProjectedLSTM(tf.Module):
     """LSTM layer with an output projection (LSTMP) and layer norm on its output.
 
-    State is (c [B, units], h [B, proj]); h is the projected output fed back into the recurrence.
+    State is (c [B, units], h [B, proj]); h is the projected output fed back into the recurrence. `cell_clip` > 0
+    bounds c each step: tanh(c) is flat beyond a few units anyway, and unbounded cells stretch int8 ranges.
     """
 
-    def __init__(self, in_dim: int, units: int, proj: int, *, seed: int = 0, name: str | None = None):
+    def __init__(self, in_dim: int, units: int, proj: int, *, seed: int = 0, cell_clip: float = 0.0,
+                 name: str | None = None):
         super().__init__(name=name)
-        self.units, self.proj = units, proj
+        self.units, self.proj, self.cell_clip = units, proj, float(cell_clip)
         self.input_kernel = Dense(in_dim, 4 * units, seed=seed, name="input_kernel")
         self.recurrent_kernel = Dense(proj, 4 * units, bias=False, seed=seed + 1, name="recurrent_kernel")
         forget_bias = np.zeros([4 * units], np.float32)
@@ -86,6 +88,8 @@ class ProjectedLSTM(tf.Module):
         z = xw + self.recurrent_kernel(h)
         i, f, g, o = tf.split(z, 4, axis=-1)
         c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        if self.cell_clip > 0:
+            c = tf.clip_by_value(c, -self.cell_clip, self.cell_clip)
         h = self.projection(tf.sigmoid(o) * tf.tanh(c))
         return c, h
 
@@ -146,7 +150,8 @@ class Encoder(tf.Module):
         in_dim = cfg.num_mels * cfg.frame_stack
         for i in range(cfg.encoder_layers):
             self.layers.append(
-                ProjectedLSTM(in_dim, cfg.encoder_units, cfg.encoder_proj, seed=seed + 10 * i, name=f"lstm{i}")
+                ProjectedLSTM(in_dim, cfg.encoder_units, cfg.encoder_proj, seed=seed + 10 * i,
+                              cell_clip=cfg.cell_clip, name=f"lstm{i}")
             )
             in_dim = cfg.encoder_proj * (cfg.time_reduction_factor if i == cfg.time_reduction_after else 1)
 
@@ -178,7 +183,8 @@ class Predictor(tf.Module):
         in_dim = cfg.embed_dim
         for i in range(cfg.predictor_layers):
             self.layers.append(
-                ProjectedLSTM(in_dim, cfg.predictor_units, cfg.predictor_proj, seed=seed + 10 * i, name=f"lstm{i}")
+                ProjectedLSTM(in_dim, cfg.predictor_units, cfg.predictor_proj, seed=seed + 10 * i,
+                              cell_clip=cfg.cell_clip, name=f"lstm{i}")
             )
             in_dim = cfg.predictor_proj
 

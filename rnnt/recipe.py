@@ -50,7 +50,7 @@ class RecipeConfig:
         speed_perturb=True, augment_share=0.2,
         model=ModelConfig(vocab_size=30, frame_stack=4, encoder_layers=4, encoder_units=512, encoder_proj=256,
                           time_reduction_after=-1, embed_dim=96, predictor_units=320, predictor_proj=192,
-                          joint_dim=320, chunk_frames=12),
+                          joint_dim=320, chunk_frames=12, cell_clip=10.0),
     ))
 
     def __post_init__(self) -> None:

@@ -8,7 +8,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from rnnt.config import ModelConfig  # noqa: E402
-from rnnt.model import RNNT, TFStepModel  # noqa: E402
+from rnnt.model import RNNT, ProjectedLSTM, TFStepModel  # noqa: E402
 
 CFG = ModelConfig(vocab_size=20, encoder_layers=3, encoder_units=32, encoder_proj=16, time_reduction_after=1,
                   embed_dim=8, predictor_units=24, predictor_proj=16, joint_dim=24, chunk_frames=12)
@@ -63,7 +63,22 @@ def test_unrolled_chunk_has_no_while_loop(model):
     assert not ops & {"While", "StatelessWhile"}
 
 
-@pytest.mark.parametrize("bad", [dict(chunk_frames=10), dict(time_reduction_after=2), dict(vocab_size=1)])
+@pytest.mark.parametrize("unroll", [False, True])
+def test_cell_clip_bounds_the_cell_state_and_only_it(unroll):
+    x = tf.constant(np.random.default_rng(1).normal(size=(2, 12, 8)) * 20, tf.float32)  # loud: cells run away
+    zeros_c, zeros_h = tf.zeros([2, 16]), tf.zeros([2, 4])
+    y_free, c_free, _ = ProjectedLSTM(8, 16, 4, seed=5)(x, zeros_c, zeros_h, unroll=unroll)
+    y_clip, c_clip, _ = ProjectedLSTM(8, 16, 4, seed=5, cell_clip=0.5)(x, zeros_c, zeros_h, unroll=unroll)
+    assert float(tf.reduce_max(tf.abs(c_free))) > 0.5
+    assert float(tf.reduce_max(tf.abs(c_clip))) <= 0.5 + 1e-6
+    assert not np.allclose(y_free.numpy(), y_clip.numpy())
+    # a clip far above the cells changes nothing
+    y_loose, _, _ = ProjectedLSTM(8, 16, 4, seed=5, cell_clip=1e6)(x, zeros_c, zeros_h, unroll=unroll)
+    np.testing.assert_allclose(y_loose.numpy(), y_free.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [dict(chunk_frames=10), dict(time_reduction_after=2), dict(vocab_size=1),
+                                 dict(cell_clip=-1.0)])
 def test_config_rejects_inconsistent_sizes(bad):
     settings = dict(encoder_layers=3, chunk_frames=12)
     settings.update(bad)

@@ -10,6 +10,7 @@ the recipe's `run/` folder, so `rnnt recipe NAME --stages export,evaluate,instal
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import os
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = recipe.train_config()
     with open(os.path.join(args.weights, "model.json"), encoding="utf-8") as f:
         trained = config_from_dict(ModelConfig, json.load(f))
-    if trained != cfg.model:
+    # the cell clip applies at inference (the PyTorch trainer's fused LSTM has none): not a model difference here
+    if dataclasses.replace(trained, cell_clip=cfg.model.cell_clip) != cfg.model:
         raise SystemExit(f"the weights are of model {trained}, the recipe trains {cfg.model}")
     weights, step = read_weights(args.weights)
     trainer = Trainer(cfg, str(recipe.run_dir), progress=False)
