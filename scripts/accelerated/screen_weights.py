@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import glob
 import json
 import os
@@ -61,14 +62,16 @@ def candidate_name(group: list[str]) -> str:
     return base if base == f"step-{steps[0]}" else f"{base}-step-{steps[0]}"
 
 
-def export_candidate(group: list[str], path: str, tokens: list[str], features, mode: str) -> int:
-    """Write the bundle of the mean of a group's weights; returns its step (the latest)."""
+def export_candidate(group: list[str], path: str, tokens: list[str], features, mode: str,
+                     cell_clip: float = 0.0) -> int:
+    """Write the bundle of the mean of a group's weights, with the recipe's LSTM cell clip (the PyTorch trainer's
+    model.json has none); returns its step (the latest)."""
     from export.tflite import export_bundle
     from rnnt.config import ModelConfig, config_from_dict
     from rnnt.model import RNNT
 
     with open(os.path.join(group[0], "model.json"), encoding="utf-8") as f:
-        model_cfg = config_from_dict(ModelConfig, json.load(f))
+        model_cfg = dataclasses.replace(config_from_dict(ModelConfig, json.load(f)), cell_clip=cell_clip)
     if model_cfg.vocab_size != len(tokens):
         raise ValueError(f"the weights' model has {model_cfg.vocab_size} tokens, the tokenizer {len(tokens)}")
     read = [read_weights(folder) for folder in group]
@@ -137,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         name = candidate_name(group)
         bundle = out / f"{name}-{args.mode}.tflite"
-        step = export_candidate(group, str(bundle), tokens, recipe.cfg.train.features, args.mode)
+        step = export_candidate(group, str(bundle), tokens, recipe.cfg.train.features, args.mode,
+                                recipe.cfg.train.model.cell_clip)
         scores = {}
         for set_name, manifest in sets.items():
             is_real = set_name.startswith("real-dev")
