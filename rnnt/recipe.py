@@ -198,9 +198,6 @@ class Recipe:
         from rnnt.cli import main as cli
 
         out = {}
-        calibration = self.work / "calibration.jsonl"
-        write_calibration_manifest(calibration, [self.corpus / "train.jsonl", self.corpus / "real-train.jsonl"],
-                                   self.cfg.calibration_utterances)
         for mode in MODES:
             path = self.bundle(mode)
             stale = path.exists() and stale_bundle_reason(path, self.run_dir)
@@ -209,6 +206,10 @@ class Recipe:
             if stale or not path.exists():
                 args = ["export", str(self.run_dir), "-o", str(path), "--mode", mode]
                 if mode == "int8":
+                    calibration = self.work / "calibration.jsonl"
+                    write_calibration_manifest(calibration, [self.corpus / "train.jsonl",
+                                                             self.corpus / "real-train.jsonl"],
+                                               self.cfg.calibration_utterances)
                     args += ["--calibration", str(calibration), "--max-utterances", str(self.cfg.calibration_utterances)]
                 if cli(args) != 0:
                     raise RuntimeError(f"export of {mode} bundle failed")

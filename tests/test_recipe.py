@@ -152,7 +152,7 @@ def test_int8_calibration_draws_training_clips_from_each_source(tmp_path):
     ids = [u.id for u in read_manifest(str(out))]
     assert len(set(ids)) == 10
     assert sorted(i for i in ids if i.startswith("real-train")) == ["real-train-0", "real-train-1", "real-train-2"]
-    assert ids[1].startswith("real-train") and ids[3].startswith("real-train")  # interleaved: the first 100 mix
+    assert ids[1].startswith("real-train") and ids[3].startswith("real-train")  # interleaved from the start
     assert read_manifest(str(out))[0].audio == str(tmp_path / "train" / ids[0].split("-")[1]) + ".flac"
     write_calibration_manifest(tmp_path / "again.jsonl", [synthetic, real], 10)
     assert (tmp_path / "again.jsonl").read_text() == out.read_text()  # the same clips each time
