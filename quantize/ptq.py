@@ -125,8 +125,9 @@ def calibration_samples(
     """Run the float model over `features` (log-mel ``[frames, num_mels]`` per utterance) the way the runtime
     does: encode chunk by chunk carrying the real states, and beam-search decode, recording the inputs of every
     `encode`, `predict` and `joint` call (so batch sizes and states are those of real decoding). `tokens`
-    (token id sequences, e.g. tokenized transcripts) add teacher-forced `predict` inputs. At most `max_chunks`
-    encode samples and as many predict and joint samples are kept, spread over the data.
+    (token id sequences, e.g. tokenized transcripts) add teacher-forced `predict` inputs. Every utterance is run;
+    at most `max_chunks` encode samples and `max_chunks * beam` predict and joint rows are kept, evenly spread
+    over all of them (not the first utterances only).
     """
     from rnnt.decoding import DecodingOptions, encode_features, make_decoder
 
@@ -165,13 +166,10 @@ def calibration_samples(
         state = decoder.start()
         for enc in encode_features(_EncodeRecorder(len(feats) // cfg.chunk_frames), feats, feature_cfg):
             decoder.advance(state, enc)
-            if len(data.encode) >= max_chunks:
-                break
         data.emitted_tokens += len(decoder.best(state).tokens)
-        if len(data.encode) >= max_chunks:
-            break
     if data.utterances == 0:
         raise ValueError(f"no calibration features of shape [frames, {cfg.num_mels}]")
+    data.encode = _spread(data.encode, max_chunks)
     predict_calls, joint_calls = rec.predict_calls, rec.joint_calls
     if tokens is not None:
         for seq in tokens:

@@ -121,6 +121,20 @@ def _batch(seed=0):
     return feats, lengths, labels
 
 
+def test_calibration_chunks_are_spread_over_every_utterance():
+    from quantize.ptq import calibration_samples
+
+    fcfg = FeatureConfig(num_mels=SMALL.num_mels)
+    model = RNNT(SMALL, seed=0)
+    # four utterances of five full chunks each, every frame of utterance k holding the value k
+    feats = [np.full((5 * SMALL.chunk_frames, SMALL.num_mels), float(k), np.float32) for k in range(4)]
+    data = calibration_samples(model, feats, fcfg, max_chunks=8)
+    assert data.utterances == 4
+    assert len(data.encode) == 8
+    sources = sorted({float(e["features"][0, 0, 0]) for e in data.encode})
+    assert sources == [0.0, 1.0, 2.0, 3.0]  # not the first utterances' chunks only
+
+
 def test_fake_quant_weight_is_on_the_int8_grid_with_identity_gradient():
     w = tf.Variable(np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32))
     with tf.GradientTape() as tape:
