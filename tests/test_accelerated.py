@@ -598,9 +598,31 @@ def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_pa
     rows = [json.loads(line) for line in (tmp_path / "screen" / "screen.jsonl").read_text().splitlines()]
     assert [r["name"] for r in rows[2:]] == ["snap2-step-200", "soup-step-200"]
     assert (tmp_path / "screen" / "soup-step-200-float32.tflite").exists()
+    capsys.readouterr()
+    assert screen_weights.main(argv + ["--baseline", "steps-100-200-2"]) == 0  # compared, nothing decoded again
+    compared = capsys.readouterr().out.split("against steps-100-200-2")[1].splitlines()[1:]
+    assert [line.split()[0] for line in compared] == ["steps-200-300-2", "snap2-step-200", "soup-step-200"]
+    assert all("dev " in line and "worse in" in line for line in compared)
     for bad in (folders + ["--mean", "4"], [str(tmp_path / "no-such-run")]):  # usage errors, no traceback
         with pytest.raises(SystemExit):
             screen_weights.main(bad + ["--work-dir", str(work), "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit):
+        screen_weights.main(argv + ["--baseline", "not-screened"])
+
+
+def test_paired_bootstrap_tells_a_consistent_difference_from_none():
+    import screen_weights
+
+    base = [(2, 10), (5, 10), (1, 8), (3, 12)]
+    assert screen_weights.paired_bootstrap(base, base) == (0.0, 0.0, 0.0)
+    worse = [(e + 1, n) for e, n in base]  # one more error in every utterance
+    diff, sd, share = screen_weights.paired_bootstrap(base, worse)
+    assert diff == pytest.approx(4 / 40) and sd > 0 and share == 1.0
+    mixed = [(e + (1 if i % 2 else -1), n) for i, (e, n) in enumerate(base)]  # as many errors gained as lost
+    diff, sd, share = screen_weights.paired_bootstrap(base, mixed)
+    assert diff == 0 and sd > 0 and 0.2 < share < 0.8
+    with pytest.raises(ValueError):
+        screen_weights.paired_bootstrap(base, base[:2])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")

@@ -7,6 +7,10 @@ recipe's dev sets, the way `rnnt recipe NAME --stages evaluate` does. A candidat
 N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there (the same folders,
 bundle mode and beam) is not screened again.
 
+With `--baseline NAME` (a candidate screened into the same OUT, e.g. the shipped weights' folder),
+each other candidate's WER difference from it is printed a set with its paired-bootstrap standard deviation and
+the share of resamples in which it is worse: whether a difference is more than the dev sets' sampling noise.
+
     python scripts/accelerated/screen_weights.py runs/accel/cpu12/out/snapshots/step-* --mean 5 --stride 2 \\
         --work-dir runs/recipe-default --out runs/screen12
 """
@@ -83,6 +87,52 @@ def export_candidate(group: list[str], path: str, tokens: list[str], features, m
     return step
 
 
+def paired_bootstrap(base: list[tuple[int, int]], other: list[tuple[int, int]], draws: int = 2000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """Two candidates' (word errors, reference words) on the same utterances: the WER difference other - base,
+    its standard deviation over `draws` resamples of the utterances (the same draw for both), and the share of
+    resamples in which `other` is worse. Tells a real difference from the dev sets' sampling noise."""
+    if len(base) != len(other) or not base:
+        raise ValueError(f"need the same utterances, got {len(base)} and {len(other)}")
+    e_base, words = np.array(base, np.int64).T
+    e_other = np.array([e for e, _ in other], np.int64)
+    picks = np.random.default_rng(seed).integers(0, len(base), (draws, len(base)))
+    diffs = (e_other[picks].sum(1) - e_base[picks].sum(1)) / np.maximum(words[picks].sum(1), 1)
+    return float((e_other.sum() - e_base.sum()) / max(words.sum(), 1)), float(diffs.std()), float(np.mean(diffs > 0))
+
+
+def word_counts(results_path: Path) -> dict[str, tuple[int, int]]:
+    """Utterance id -> (word errors, reference words) from `rnnt eval --results` JSONL."""
+    from rnnt.metrics import word_errors
+
+    out = {}
+    for line in results_path.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        c = word_errors(r["ref"], r["hyp"])
+        out[r["id"]] = (c.errors, c.reference_length)
+    return out
+
+
+def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Path, mode: str) -> None:
+    """Print each candidate's WER difference from `baseline` a set, with its paired-bootstrap spread."""
+    print(f"against {baseline}: WER difference a set (paired bootstrap over utterances)")
+    for row in rows:
+        if row["name"] == baseline:
+            continue
+        cells = []
+        for set_name in sets:
+            try:
+                base = word_counts(out / f"{baseline}-{set_name}.jsonl")
+                other = word_counts(out / f"{row['name']}-{set_name}.jsonl")
+            except FileNotFoundError:
+                cells.append(f"{set_name} -")
+                continue
+            ids = sorted(set(base) & set(other))
+            d, sd, worse = paired_bootstrap([base[i] for i in ids], [other[i] for i in ids])
+            cells.append(f"{set_name} {100 * d:+.2f} (sd {100 * sd:.2f}, worse in {100 * worse:.0f}%)")
+        print(f"  {row['name']}  " + "  ".join(cells))
+
+
 def dev_sets(recipe, names: list[str]) -> dict[str, str]:
     """Name -> manifest of the recipe's dev sets that were asked for; `NAME=MANIFEST` names a manifest itself."""
     known = recipe.dev_sets()
@@ -113,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", default="dynamic", choices=("dynamic", "float32"),
                    help="bundle to decode (default dynamic)")
     p.add_argument("--out", required=True, help="folder for the bundles, the decoded results and screen.jsonl")
+    p.add_argument("--baseline", metavar="NAME",
+                   help="a screened candidate (e.g. the shipped weights) to compare the others with, utterance by "
+                        "utterance (paired bootstrap)")
     args = p.parse_args(argv)
 
     from rnnt.recipe import PRESETS, Recipe, evaluate_bundle
@@ -161,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     real = [k for k in sets if k.startswith("real-dev")] or list(sets)
     best = min(rows, key=lambda r: float(np.mean([r["wer"].get(k, 1.0) for k in real])))
     print(f"best on {' + '.join(real)} (mean WER): {best['name']}")
+    if args.baseline:
+        if args.baseline not in {r["name"] for r in rows}:
+            p.error(f"--baseline {args.baseline}: not a candidate screened in {log} "
+                    f"({', '.join(r['name'] for r in rows)})")
+        compare_with(args.baseline, rows, sets, out, args.mode)
     return 0
 
 
