@@ -101,34 +101,40 @@ def paired_bootstrap(base: list[tuple[int, int]], other: list[tuple[int, int]], 
     return float((e_other.sum() - e_base.sum()) / max(words.sum(), 1)), float(diffs.std()), float(np.mean(diffs > 0))
 
 
-def word_counts(results_path: Path) -> dict[str, tuple[int, int]]:
+def word_counts(path: Path) -> dict[str, tuple[int, int]]:
     """Utterance id -> (word errors, reference words) from `rnnt eval --results` JSONL."""
     from rnnt.metrics import word_errors
 
     out = {}
-    for line in results_path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
         c = word_errors(r["ref"], r["hyp"])
         out[r["id"]] = (c.errors, c.reference_length)
     return out
 
 
-def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Path, mode: str) -> None:
+def results_path(out: Path, name: str, set_name: str) -> Path:
+    """Where a candidate's decoded results on one dev set go (`rnnt eval --results` JSONL)."""
+    return out / f"{name}-{set_name}.jsonl"
+
+
+def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Path) -> None:
     """Print each candidate's WER difference from `baseline` a set, with its paired-bootstrap spread."""
     print(f"against {baseline}: WER difference a set (paired bootstrap over utterances)")
+    paths = {s: results_path(out, baseline, s) for s in sets}
+    base = {s: word_counts(path) for s, path in paths.items() if path.exists()}  # read once, not per candidate
     for row in rows:
         if row["name"] == baseline:
             continue
         cells = []
         for set_name in sets:
-            try:
-                base = word_counts(out / f"{baseline}-{set_name}.jsonl")
-                other = word_counts(out / f"{row['name']}-{set_name}.jsonl")
-            except FileNotFoundError:
+            other_path = results_path(out, row["name"], set_name)
+            if set_name not in base or not other_path.exists():
                 cells.append(f"{set_name} -")
                 continue
-            ids = sorted(set(base) & set(other))
-            d, sd, worse = paired_bootstrap([base[i] for i in ids], [other[i] for i in ids])
+            other = word_counts(other_path)
+            ids = sorted(set(base[set_name]) & set(other))
+            d, sd, worse = paired_bootstrap([base[set_name][i] for i in ids], [other[i] for i in ids])
             cells.append(f"{set_name} {100 * d:+.2f} (sd {100 * sd:.2f}, worse in {100 * worse:.0f}%)")
         print(f"  {row['name']}  " + "  ".join(cells))
 
@@ -201,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             limit = recipe.cfg.eval_limit if is_real else args.limit or recipe.cfg.eval_limit_other
             with contextlib.redirect_stdout(sys.stderr):  # rnnt eval's report; the table stays on stdout
                 scores[set_name] = evaluate_bundle(str(bundle), manifest, beam=args.beam, limit=limit,
-                                                   results_path=str(out / f"{name}-{set_name}.jsonl"))
+                                                   results_path=str(results_path(out, name, set_name)))
         row = {"name": name, "step": step, "folders": [os.path.abspath(f) for f in group], "mode": args.mode,
                "beam": args.beam, "wer": {k: round(v["wer"], 4) for k, v in scores.items()},
                "cer": {k: round(v["cer"], 4) for k, v in scores.items()}}
@@ -218,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline not in {r["name"] for r in rows}:
             p.error(f"--baseline {args.baseline}: not a candidate screened in {log} "
                     f"({', '.join(r['name'] for r in rows)})")
-        compare_with(args.baseline, rows, sets, out, args.mode)
+        compare_with(args.baseline, rows, sets, out)
     return 0
 
 
