@@ -608,6 +608,14 @@ def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_pa
             screen_weights.main(bad + ["--work-dir", str(work), "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit):
         screen_weights.main(argv + ["--baseline", "not-screened"])
+    # the same weights screened as another bundle mode keep the first mode's results files
+    float_results = tmp_path / "screen" / "soup-step-200-float32-beam2-dev.jsonl"
+    kept = float_results.read_text()
+    dynamic = [str(tmp_path / "soup")] + argv[len(folders) + 2:]
+    dynamic[dynamic.index("float32")] = "dynamic"
+    assert screen_weights.main(dynamic) == 0
+    assert float_results.read_text() == kept
+    assert (tmp_path / "screen" / "soup-step-200-dynamic-beam2-dev.jsonl").exists()
 
 
 def test_paired_bootstrap_tells_a_consistent_difference_from_none():

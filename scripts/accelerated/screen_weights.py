@@ -5,7 +5,7 @@ candidate is exported as a bundle (dynamic-range int8 by default, what ships) an
 recipe's dev sets, the way `rnnt recipe NAME --stages evaluate` does. A candidate is one folder of `weights-*.npz`
 (`train_torch.py`'s `--out`, a snapshot, `average_weights.py`'s output) or, with `--mean N`, the element-wise mean of
 N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there (the same folders,
-bundle mode and beam) is not screened again.
+bundle mode and beam) is not screened again; each set's decoded utterances go to `OUT/NAME-MODE-beamB-SET.jsonl`.
 
 With `--baseline NAME` (a candidate screened into the same OUT, e.g. the shipped weights' folder),
 each other candidate's WER difference from it is printed a set with its paired-bootstrap standard deviation and
@@ -113,22 +113,23 @@ def word_counts(path: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def results_path(out: Path, name: str, set_name: str) -> Path:
-    """Where a candidate's decoded results on one dev set go (`rnnt eval --results` JSONL)."""
-    return out / f"{name}-{set_name}.jsonl"
+def results_path(out: Path, name: str, mode: str, beam: int, set_name: str) -> Path:
+    """Where a candidate's decoded results on one dev set go (`rnnt eval --results` JSONL), one file per bundle
+    mode and beam, so screening the same weights another way keeps the first results."""
+    return out / f"{name}-{mode}-beam{beam}-{set_name}.jsonl"
 
 
-def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Path) -> None:
+def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Path, mode: str, beam: int) -> None:
     """Print each candidate's WER difference from `baseline` a set, with its paired-bootstrap spread."""
     print(f"against {baseline}: WER difference a set (paired bootstrap over utterances)")
-    paths = {s: results_path(out, baseline, s) for s in sets}
+    paths = {s: results_path(out, baseline, mode, beam, s) for s in sets}
     base = {s: word_counts(path) for s, path in paths.items() if path.exists()}  # read once, not per candidate
     for row in rows:
         if row["name"] == baseline:
             continue
         cells = []
         for set_name in sets:
-            other_path = results_path(out, row["name"], set_name)
+            other_path = results_path(out, row["name"], mode, beam, set_name)
             if set_name not in base or not other_path.exists():
                 cells.append(f"{set_name} -")
                 continue
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             limit = recipe.cfg.eval_limit if is_real else args.limit or recipe.cfg.eval_limit_other
             with contextlib.redirect_stdout(sys.stderr):  # rnnt eval's report; the table stays on stdout
                 scores[set_name] = evaluate_bundle(str(bundle), manifest, beam=args.beam, limit=limit,
-                                                   results_path=str(results_path(out, name, set_name)))
+                                                   results_path=str(results_path(out, name, args.mode, args.beam, set_name)))
         row = {"name": name, "step": step, "folders": [os.path.abspath(f) for f in group], "mode": args.mode,
                "beam": args.beam, "wer": {k: round(v["wer"], 4) for k, v in scores.items()},
                "cer": {k: round(v["cer"], 4) for k, v in scores.items()}}
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline not in {r["name"] for r in rows}:
             p.error(f"--baseline {args.baseline}: not a candidate screened in {log} "
                     f"({', '.join(r['name'] for r in rows)})")
-        compare_with(args.baseline, rows, sets, out)
+        compare_with(args.baseline, rows, sets, out, args.mode, args.beam)
     return 0
 
 
