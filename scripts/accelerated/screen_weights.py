@@ -207,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             is_real = set_name.startswith("real-dev")
             limit = recipe.cfg.eval_limit if is_real else args.limit or recipe.cfg.eval_limit_other
             with contextlib.redirect_stdout(sys.stderr):  # rnnt eval's report; the table stays on stdout
-                scores[set_name] = evaluate_bundle(str(bundle), manifest, beam=args.beam, limit=limit,
-                                                   results_path=str(results_path(out, name, args.mode, args.beam, set_name)))
+                scores[set_name] = evaluate_bundle(
+                    str(bundle), manifest, beam=args.beam, limit=limit,
+                    results_path=str(results_path(out, name, args.mode, args.beam, set_name)))
         row = {"name": name, "step": step, "folders": [os.path.abspath(f) for f in group], "mode": args.mode,
                "beam": args.beam, "wer": {k: round(v["wer"], 4) for k, v in scores.items()},
                "cer": {k: round(v["cer"], 4) for k, v in scores.items()}}
