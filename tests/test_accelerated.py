@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import lzma
@@ -559,6 +560,40 @@ def test_average_weights_writes_the_elementwise_mean_and_rejects_other_networks(
         average_weights.average([runs[0], {"enc/kernel": runs[1]["enc/kernel"]}])
     with pytest.raises(ValueError, match="shapes"):
         average_weights.average([runs[0], {**runs[1], "joint/bias": np.zeros(6, np.float32)}])
+
+
+def test_widened_cells_compute_what_the_narrow_network_computed(tmp_path):
+    import widen_weights
+
+    model, head = RNNT(TINY, seed=3), ctc_head(TINY, seed=4)
+    weights = {k: v.numpy() for k, v in import_weights.named_variables(model, head).items()}
+    config = dataclasses.asdict(TINY)
+    import_weights.write_weights(str(tmp_path / "narrow"), weights, 700, config)
+    assert widen_weights.main([str(tmp_path / "narrow"), "-o", str(tmp_path / "wide"), "--encoder-units", "40",
+                               "--predictor-units", "28"]) == 0
+    wide, step = import_weights.read_weights(str(tmp_path / "wide"))
+    wide_cfg = ModelConfig(**json.loads((tmp_path / "wide" / "model.json").read_text()))
+    assert (step, wide_cfg.encoder_units, wide_cfg.predictor_units) == (700, 40, 28)
+    assert wide["encoder/lstm1/input_kernel/w"].shape == (TINY.encoder_proj, 4 * 40)
+    wide_model, wide_head = RNNT(wide_cfg), ctc_head(wide_cfg)
+    import_weights.assign(import_weights.named_variables(wide_model, wide_head), wide)
+
+    rng = np.random.default_rng(0)
+    feats = tf.constant((3 * rng.standard_normal((2, 24, 80)) - 5).astype(np.float32))
+    labels = tf.constant(rng.integers(1, 30, size=(2, 5)), tf.int32)
+    outputs = []
+    for m, h in ((model, head), (wide_model, wide_head)):
+        enc, _ = m.encode(feats, tf.constant([24, 24]))
+        outputs.append((enc.numpy(), m.lattice(enc, labels).numpy(), h(enc).numpy()))
+    for narrow_out, wide_out in zip(*outputs):
+        np.testing.assert_allclose(wide_out, narrow_out, atol=1e-5)
+    # The new cells are live (their gate weights are not zero) but reach nothing through the zero projection rows.
+    new_gates = wide["encoder/lstm0/input_kernel/w"][:, TINY.encoder_units:40]
+    assert np.abs(new_gates).min() > 0
+    assert not wide["encoder/lstm0/projection/w"][TINY.encoder_units:].any()
+    with pytest.raises(SystemExit):
+        widen_weights.main([str(tmp_path / "wide"), "-o", str(tmp_path / "narrower"), "--encoder-units", "24"])
+    assert not (tmp_path / "narrower").exists()
 
 
 def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_path, capsys):
