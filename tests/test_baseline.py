@@ -9,11 +9,13 @@ import os
 
 import pytest
 
+from rnnt.corpus.reserved import default_shared_dir
+
 pytest.importorskip("pocketsphinx")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "baseline_pocketsphinx.py")
-REAL_DEV = "/work/shared/data/real-dev"
+REAL_DEV = os.path.join(default_shared_dir(), "data", "real-dev")
 
 
 def _load_script():
