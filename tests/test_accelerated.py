@@ -258,6 +258,36 @@ def test_tempo_warp_slows_only_the_marked_clips_and_keeps_the_spectrum():
     torch.testing.assert_close(y[1, :40], x[1], atol=1e-4, rtol=0)
 
 
+def test_pitch_warp_moves_the_harmonics_and_keeps_the_envelope():
+    torch, _, _ = _torch_model()
+    import types
+
+    import feature_augment
+
+    args = types.SimpleNamespace(pitch=(1.0, 1.0))
+    aug = feature_augment.Augmenter([], torch.device("cpu"), 80, args)
+    bands = torch.arange(80, dtype=torch.float32)
+    envelope = -4.0 - 0.05 * bands + torch.exp(-((bands - 25) / 6) ** 2)  # a tilt and one formant
+
+    def harmonics(f0: float) -> torch.Tensor:  # a ripple with a peak at each multiple of f0 (Hz)
+        return torch.cos(2 * torch.pi * aug.centers / f0)
+
+    x = (envelope + harmonics(200.0)).expand(2, 10, 80).clone()
+    g = torch.Generator().manual_seed(0)
+    assert aug.pitch(x, g) is x  # no factor range: nothing drawn, nothing changed
+    args.pitch = (1.25, 1.25)
+    y = aug.pitch(x, g)
+    torch.testing.assert_close(y @ aug.envelope, x @ aug.envelope, atol=1e-4, rtol=0)
+    low = aug.centers < 1000  # where the bands resolve the harmonics
+    fine = (y - y @ aug.envelope)[0, 0, low]
+
+    def agreement(f0: float) -> float:
+        ripple = harmonics(f0).expand(1, 80) - harmonics(f0).expand(1, 80) @ aug.envelope
+        return float(torch.nn.functional.cosine_similarity(fine, ripple[0, low], dim=0))
+
+    assert agreement(250.0) > 0.8 > 0.2 > agreement(200.0)  # the harmonics now sit at multiples of 250 Hz
+
+
 def test_tempo_sources_mark_the_clips_of_the_named_manifests():
     pytest.importorskip("torch")
     import train_torch

@@ -1,9 +1,10 @@
-"""Augmentation of log-mel batches on the GPU: speed and vocal-tract warps, reverberation, noise and babble, gain,
-SpecAugment.
+"""Augmentation of log-mel batches on the GPU: speed, vocal-tract and pitch warps, reverberation, noise and babble,
+gain, SpecAugment.
 
 Everything works on features, since the GPU machine gets packed features, not audio: speed as a joint warp of the
 time axis and the mel axis, a vocal-tract length warp (VTLP) as a warp of the mel axis alone, tempo as a warp of the
-time axis alone, noise mixed in the power domain at a random SNR, reverberation as exponential power tails, gain as a
+time axis alone, pitch as a warp of the harmonics alone (the fine structure left when a lifter takes the spectral
+envelope out of each frame), noise mixed in the power domain at a random SNR, reverberation as exponential power tails, gain as a
 shift of the log.
 """
 
@@ -24,6 +25,19 @@ def _mel(hz: torch.Tensor) -> torch.Tensor:
     return 1127.0 * torch.log1p(hz / 700.0)
 
 
+ENVELOPE_COEFFICIENTS = 16  # a frame's spectral envelope: its first 16 DCT coefficients over the 80 mel bands
+
+
+def _lifter(num_mels: int, keep: int) -> torch.Tensor:
+    """[M, M] projection of a log-mel frame (a row) onto its first `keep` DCT-II coefficients: the envelope that
+    formants shape, without the harmonics' ripple (one harmonic every 4 to 10 bands below 1 kHz)."""
+    n = torch.arange(num_mels, dtype=torch.float64)
+    basis = torch.cos(math.pi / num_mels * (n[None] + 0.5) * torch.arange(keep, dtype=torch.float64)[:, None])
+    basis *= math.sqrt(2.0 / num_mels)
+    basis[0] /= math.sqrt(2.0)  # orthonormal rows
+    return (basis.T @ basis).float()
+
+
 class Augmenter:
     """Augmentation of dequantized log-mel batches [B, T, M] on the GPU."""
 
@@ -36,6 +50,7 @@ class Augmenter:
         self.mel_lo, self.mel_step = lo, (hi - lo) / (num_mels + 1)  # band k is centred on mel_lo + (k+1) * mel_step
         centres = lo + self.mel_step * torch.arange(1, num_mels + 1, dtype=torch.float64)
         self.centers = (700.0 * torch.expm1(centres / 1127.0)).float().to(device)
+        self.envelope = _lifter(num_mels, ENVELOPE_COEFFICIENTS).to(device)
 
     def _factors(self, name: str, b: int, g: torch.Generator) -> torch.Tensor:
         """One factor a clip from the range `args.<name>`; ones, and no draw, when the range is (1, 1)."""
@@ -71,6 +86,23 @@ class Augmenter:
         out = F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
         valid = torch.arange(t_out, device=self.device)[None] < new_len[:, None]
         return torch.where(valid[..., None], out, torch.full_like(out, LOG_FLOOR)), new_len
+
+    def pitch(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Pitch factor p from `args.pitch` (if set): the harmonics move up by p, the envelope (formants) and the
+        tempo stay: the same speaker's vocal tract at another voice pitch. The fine structure (each frame less its
+        envelope, `_lifter`) is read at f / p, its own envelope taken out again, and added back to the envelope."""
+        b, _, m = x.shape
+        p = self._factors("pitch", b, g)
+        if bool((p == 1.0).all()):
+            return x
+        envelope = x @ self.envelope
+        fine = x - envelope
+        pos = ((_mel(self.centers[None] / p[:, None]) - self.mel_lo) / self.mel_step - 1).clamp(0, m - 1)  # [B, M]
+        lo = pos.floor().long().clamp(max=m - 2)
+        frac = (pos - lo)[:, None, :]
+        gather = lambda i: torch.gather(fine, 2, i[:, None, :].expand_as(fine))  # noqa: E731
+        moved = (1 - frac) * gather(lo) + frac * gather(lo + 1)
+        return envelope + moved - moved @ self.envelope
 
     def noise_mix(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Mix in the power domain, at a random SNR, the noise bank or another utterance of the batch (babble)."""
@@ -133,6 +165,7 @@ class Augmenter:
 
     def __call__(self, x, lengths, g, tempo_clips: torch.Tensor | None = None):
         x, lengths = self.speed(x, lengths, g, tempo_clips)
+        x = self.pitch(x, g)
         x = self.reverb(x, g)
         x = self.noise_mix(x, lengths, g)
         gain = torch.empty(x.shape[0], 1, 1, device=self.device).uniform_(-1.0, 1.0, generator=g)

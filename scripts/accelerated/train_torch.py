@@ -17,7 +17,8 @@ transducer on a band of 8 label positions a frame around the model's own most li
 instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus manifest twice an epoch,
 `--repeat generated=0.3` on a seeded 30% of the clips whose text is of that origin (`pack_features.py`);
 `--vtlp 0.9 1.1` warps each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal
-tract; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized clips by 5 to 20% with the pitch and
+tract; `--pitch 0.8 1.25` moves each clip's harmonics by a factor from that range with the formants and tempo kept,
+the same vocal tract at another voice pitch; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized clips by 5 to 20% with the pitch and
 formants kept. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's
 recursion stay in float32); `bench_step.py` times a step both ways, and on a CPU without bfloat16 instructions
 (AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200` also writes the weights every 200
@@ -241,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, nargs=2, default=(0.85, 1.15))
     p.add_argument("--vtlp", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
                    help="vocal-tract warp: every frequency times a factor in [LO, HI], the tempo kept")
+    p.add_argument("--pitch", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
+                   help="pitch warp: the harmonics times a factor in [LO, HI], the formants and tempo kept")
     p.add_argument("--tempo", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
                    help="tempo warp: the time axis shrinks by a factor in [LO, HI], the frequencies kept (0.8 0.95: "
                         "5 to 20%% slower)")
