@@ -4,8 +4,8 @@ gain, SpecAugment.
 Everything works on features, since the GPU machine gets packed features, not audio: speed as a joint warp of the
 time axis and the mel axis, a vocal-tract length warp (VTLP) as a warp of the mel axis alone, tempo as a warp of the
 time axis alone, pitch as a warp of the harmonics alone (the fine structure left when a lifter takes the spectral
-envelope out of each frame), noise mixed in the power domain at a random SNR, reverberation as exponential power tails, gain as a
-shift of the log.
+envelope out of each frame), noise mixed in the power domain at a random SNR, reverberation as exponential power
+tails, gain as a shift of the log.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ ENVELOPE_COEFFICIENTS = 16  # a frame's spectral envelope: its first 16 DCT coef
 
 def _lifter(num_mels: int, keep: int) -> torch.Tensor:
     """[M, M] projection of a log-mel frame (a row) onto its first `keep` DCT-II coefficients: the envelope that
-    formants shape, without the harmonics' ripple (one harmonic every 4 to 10 bands below 1 kHz)."""
+    formants shape, without the harmonics' ripple (below 1 kHz, one harmonic every 2 to 9 bands for voices of 100
+    to 250 Hz)."""
     n = torch.arange(num_mels, dtype=torch.float64)
     basis = torch.cos(math.pi / num_mels * (n[None] + 0.5) * torch.arange(keep, dtype=torch.float64)[:, None])
     basis *= math.sqrt(2.0 / num_mels)
@@ -59,13 +60,27 @@ class Augmenter:
             return torch.ones(b, device=self.device)
         return torch.empty(b, device=self.device).uniform_(lo, hi, generator=g)
 
+    def _source_bands(self, factor: torch.Tensor) -> torch.Tensor:
+        """[B, M] fractional input band each output band reads when every frequency moves up by `factor` [B]: the
+        band centred on f reads the input at f / factor."""
+        return (_mel(self.centers[None] / factor[:, None]) - self.mel_lo) / self.mel_step - 1
+
+    @staticmethod
+    def _resample(x: torch.Tensor, frames: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
+        """x [B, T, M] read at fractional input frames [B, T'] and bands [B, M]: bilinear, the edges held."""
+        _, t, m = x.shape
+        gx_t = 2 * frames / max(t - 1, 1) - 1
+        gy_m = 2 * bands / max(m - 1, 1) - 1
+        grid = torch.stack(torch.broadcast_tensors(gy_m[:, None, :], gx_t[:, :, None]), -1)  # [B, T', M, (mel, time)]
+        return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+
     def speed(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator,
               tempo_clips: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Speed factor s: time axis shrinks by s, every frequency moves up by s (the mel bins follow). A vocal-tract
         factor w from `args.vtlp` (if set) moves every frequency up by w more with the tempo kept: another speaker.
         A tempo factor r from `args.tempo` (if set; only for the clips `tempo_clips` marks, when given) shrinks the
         time axis by r more with the frequencies kept: the same voice reading faster (r > 1) or slower."""
-        b, t, m = x.shape
+        b = x.shape[0]
         lo, hi = self.args.speed
         s = torch.empty(b, device=self.device).uniform_(lo, hi, generator=g)
         w = self._factors("vtlp", b, g)
@@ -75,15 +90,9 @@ class Augmenter:
         step = s * r  # input frames an output frame
         new_len = torch.clamp((lengths.float() / step).floor().long(), min=1)
         t_out = int(new_len.max())
-        # time: output frame j reads input frame j * s * r
-        tj = torch.arange(t_out, device=self.device, dtype=torch.float32)[None] * step[:, None]  # [B, T']
-        gx_t = 2 * tj / max(t - 1, 1) - 1
-        # mel: output bin at centre f reads the input at f / (s w)
-        f_in = self.centers[None] / (s * w)[:, None]
-        pos = (_mel(f_in) - self.mel_lo) / self.mel_step - 1  # fractional input bin
-        gy_m = 2 * pos / max(m - 1, 1) - 1  # [B, M]
-        grid = torch.stack(torch.broadcast_tensors(gy_m[:, None, :], gx_t[:, :, None]), -1)  # [B, T', M, 2] (x=mel, y=time)
-        out = F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+        # time: output frame j reads input frame j * s * r; mel: every frequency up by s * w
+        frames = torch.arange(t_out, device=self.device, dtype=torch.float32)[None] * step[:, None]  # [B, T']
+        out = self._resample(x, frames, self._source_bands(s * w))
         valid = torch.arange(t_out, device=self.device)[None] < new_len[:, None]
         return torch.where(valid[..., None], out, torch.full_like(out, LOG_FLOOR)), new_len
 
@@ -91,17 +100,13 @@ class Augmenter:
         """Pitch factor p from `args.pitch` (if set): the harmonics move up by p, the envelope (formants) and the
         tempo stay: the same speaker's vocal tract at another voice pitch. The fine structure (each frame less its
         envelope, `_lifter`) is read at f / p, its own envelope taken out again, and added back to the envelope."""
-        b, _, m = x.shape
+        b, t, _ = x.shape
         p = self._factors("pitch", b, g)
         if bool((p == 1.0).all()):
             return x
         envelope = x @ self.envelope
-        fine = x - envelope
-        pos = ((_mel(self.centers[None] / p[:, None]) - self.mel_lo) / self.mel_step - 1).clamp(0, m - 1)  # [B, M]
-        lo = pos.floor().long().clamp(max=m - 2)
-        frac = (pos - lo)[:, None, :]
-        gather = lambda i: torch.gather(fine, 2, i[:, None, :].expand_as(fine))  # noqa: E731
-        moved = (1 - frac) * gather(lo) + frac * gather(lo + 1)
+        frames = torch.arange(t, device=self.device, dtype=torch.float32).expand(b, t)
+        moved = self._resample(x - envelope, frames, self._source_bands(p))
         return envelope + moved - moved @ self.envelope
 
     def noise_mix(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -18,11 +18,11 @@ instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus 
 `--repeat generated=0.3` on a seeded 30% of the clips whose text is of that origin (`pack_features.py`);
 `--vtlp 0.9 1.1` warps each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal
 tract; `--pitch 0.8 1.25` moves each clip's harmonics by a factor from that range with the formants and tempo kept,
-the same vocal tract at another voice pitch; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized clips by 5 to 20% with the pitch and
-formants kept. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's
-recursion stay in float32); `bench_step.py` times a step both ways, and on a CPU without bfloat16 instructions
-(AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200` also writes the weights every 200
-steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along a run.
+the same vocal tract at another voice pitch; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized
+clips by 5 to 20% with the pitch and formants kept. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the
+log-softmax and the loss's recursion stay in float32); `bench_step.py` times a step both ways, and on a CPU without
+bfloat16 instructions (AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200` also writes the
+weights every 200 steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along a run.
 """
 
 from __future__ import annotations
