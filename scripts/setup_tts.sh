@@ -2,12 +2,15 @@
 # Install the offline TTS voices and English text packages the corpus builder uses (Debian/Ubuntu).
 # Idempotent: installs only what is missing; `--check` only reports. Used by CI and the training recipe.
 #   espeak-ng (8 English accents x ~100 variants), flite (kal, kal16, awb, rms, slt),
-#   festival with kal, ked and the slt HTS voice; fortunes, bible-kjv and wordnet for text; sox for checks.
+#   festival with kal, ked and the slt HTS voice; festival's Czech, Italian, Finnish and Hindi voices for English
+#   with an accent (rnnt corpus build --engines accent); fortunes, bible-kjv and wordnet for text; sox for checks.
 set -euo pipefail
 
 PACKAGES=(
   espeak-ng flite sox
   festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+  festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph festvox-italp16k festvox-itapc16k
+  festvox-suopuhe-lj festvox-suopuhe-mv festvox-hi-nsk
   fortune-mod fortunes-min fortunes bible-kjv wordnet
 )
 

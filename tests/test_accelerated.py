@@ -100,6 +100,15 @@ def test_pack_features_then_only_new_clips_after_the_corpus_grew(tmp_path):
     assert not (out / "shard-2.npz.xz").exists()
 
 
+def test_pack_features_source_prefix_names_a_second_corpus(tmp_path):
+    work, _ = _tiny_work(tmp_path, ["one two", "three"])
+    assert pack_features.main([str(work), str(tmp_path / "data"), "--source-prefix", "accent/"]) == 0
+    shard = _read_shard(tmp_path / "data" / "shard-0.npz.xz")
+    train = shard["split"] == 0
+    assert shard["source"][train].tolist() == ["accent/train.jsonl"] * 2
+    assert shard["origin"][train].tolist() == ["accent/train.jsonl"] * 2  # no items-*.jsonl: the source again
+
+
 def test_pack_features_completes_an_interrupted_first_run_dev_and_noise_included(tmp_path):
     work, _ = _tiny_work(tmp_path, ["one two", "three"])
     out = tmp_path / "data"

@@ -38,7 +38,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     b.add_argument("--real-dev-speakers", type=int, default=10, help="speechocean762 speakers held out for dev")
     b.add_argument("--augment-share", type=float, default=0.3, help="share of synthesized training utterances "
                    "augmented offline (noise, babble, reverberation, telephone, speed, gain)")
-    b.add_argument("--engines", type=_csv, default=None, help="TTS engines, comma separated (espeak,flite,festival)")
+    b.add_argument("--engines", type=_csv, default=None,
+                   help="TTS engines, comma separated (espeak,flite,festival,accent; accent is used only alone)")
     b.add_argument("--voices", default=None, metavar="REGEX", help="only voices whose id matches, e.g. 'en-us|slt'")
     b.add_argument("--sources", type=_csv, default=None,
                    help="text sources, comma separated (shared,fortunes,bible,wordnet,generated)")

@@ -53,7 +53,7 @@ FORMAT_VERSION = 1
 #: 18.4 kB/s, speechocean762 decoded from Opus 16.5 kB/s)
 ASSUMED_FLAC_BYTES_PER_SECOND = {"tts": 19000, "real": 17000}
 #: seconds per (non-space) character at speed 1, per engine; fitted on a 2 h build (mean error ~8%)
-SECONDS_PER_CHAR = {"espeak": 0.058, "flite": 0.064, "festival": 0.065}
+SECONDS_PER_CHAR = {"espeak": 0.058, "flite": 0.064, "festival": 0.065, "accent": 0.065}
 SECONDS_PER_COMMA = 0.2
 DEV_SEED = 20240601  # dev items do not depend on the build seed
 SPLIT_CODES = {"train": 1, "dev": 2, "babble": 3}
@@ -157,7 +157,10 @@ class _VoicePicker:
         self.by_engine: dict[str, list[Voice]] = {}
         for v in voices:
             self.by_engine.setdefault(v.engine, []).append(v)
-        self.engines, self.p = _weights([e for e in ENGINES if e in self.by_engine], weights)
+        engines = [e for e in ENGINES if e in self.by_engine]
+        if not any(weights.get(e, 0) > 0 for e in engines):  # only engines of weight 0 chosen: all alike
+            weights = dict.fromkeys(engines, 1.0)
+        self.engines, self.p = _weights(engines, weights)
 
     def pick(self, rng: np.random.Generator) -> Voice:
         engine = self.engines[int(rng.choice(len(self.engines), p=self.p))]

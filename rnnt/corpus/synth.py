@@ -4,7 +4,8 @@
 - espeak-ng: `-s 175*speed` words per minute, `-p 50 + 100*(pitch-1)` (0..99);
 - flite: `--setf duration_stretch=1/speed`, `--setf int_f0_target_mean=<voice mean>*pitch`;
 - festival diphone voices: `Duration_Stretch 1/speed`, `int_lr_params` target_f0_mean scaled by `pitch`;
-- festival HTS voices: hts_engine `-r speed` and `-fm` (half tones) `12*log2(pitch)`.
+- festival HTS voices: hts_engine `-r speed` and `-fm` (half tones) `12*log2(pitch)`;
+- accent voices (`rnnt.corpus.accents`): the English front end's `Duration_Stretch 1/speed`, F0 scaled by `pitch`.
 The engines run with a fixed environment, in a scratch folder, on relative file names: espeak-ng's breathy
 variants (whisper, f2, victor, ...) draw noise from state that otherwise changes with the environment
 strings, so only then do the same arguments give the same samples.
@@ -16,6 +17,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -61,6 +63,9 @@ def synth_command(voice: Voice, text_file: str, wav_file: str, speed: float = 1.
             cmd += ["-eval", f"(set! hts_engine_params (append hts_engine_params "
                              f"'((\"-r\" {speed:.4f}) (\"-fm\" {12 * math.log2(pitch):.3f}))))"]
         return cmd + ["-o", wav_file, text_file]
+    if voice.engine == "accent":
+        return [sys.executable, "-m", "rnnt.corpus.accents", voice.name, text_file, wav_file,
+                "--speed", f"{speed:.4f}", "--pitch", f"{pitch:.4f}"]
     raise ValueError(f"unknown TTS engine {voice.engine!r}")
 
 

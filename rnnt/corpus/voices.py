@@ -4,6 +4,8 @@
   is not in Debian main) combined with the plain voice and every variant (`espeak-ng --voices=variant`).
 - flite: kal, kal16, awb, rms, slt (`flite -lv`; `awb_time` is a talking clock and is left out).
 - festival: kal_diphone, ked_diphone, cmu_us_slt_arctic_hts (Debian festvox-kallpc16k, -kdlpc16k, -us-slt-hts).
+- accent: festival's Czech, Italian, Finnish and Hindi voices reading English phones (`rnnt.corpus.accents`);
+  weight 0 by default, so only a corpus built with ``--engines accent`` (or weights naming it) uses them.
 
 Dev voices (never used for training): the flite `rms` voice and every tenth espeak-ng variant (by name),
 with all their accents. The choice does not depend on the build seed.
@@ -32,6 +34,7 @@ __all__ = [
     "espeak_voices",
     "flite_voices",
     "festival_voices",
+    "accent_voices",
     "discover_voices",
     "is_dev_voice",
     "split_voices",
@@ -39,9 +42,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("espeak", "flite", "festival")
-#: share of synthesized items per engine (renormalized over the engines with voices)
-DEFAULT_ENGINE_WEIGHTS = {"espeak": 0.55, "flite": 0.25, "festival": 0.20}
+ENGINES = ("espeak", "flite", "festival", "accent")
+#: share of synthesized items per engine (renormalized over the engines with voices); "accent" is off unless it is
+#: the only engine chosen
+DEFAULT_ENGINE_WEIGHTS = {"espeak": 0.55, "flite": 0.25, "festival": 0.20, "accent": 0.0}
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 FESTIVAL_DIRS = ("/usr/share/festival/voices", "/usr/lib/festival/voices")
@@ -120,17 +124,25 @@ def flite_voices() -> list[Voice]:
     return [Voice("flite", v) for v in FLITE_VOICES if v in available]
 
 
-def festival_voices() -> list[Voice]:
-    if not shutil.which("text2wave"):
-        log.warning("festival not installed: no festival voices (run scripts/setup_tts.sh)")
+def festival_voices(names: Sequence[str] = FESTIVAL_VOICES, engine: str = "festival") -> list[Voice]:
+    """The installed festival voices among `names`, as voices of `engine`."""
+    if not shutil.which("festival"):
+        log.warning("festival not installed: no %s voices (run scripts/setup_tts.sh)", engine)
         return []
     found = []
-    for v in FESTIVAL_VOICES:
+    for v in names:
         if any(list(Path(d).glob(f"*/{v}")) for d in FESTIVAL_DIRS):
-            found.append(Voice("festival", v))
+            found.append(Voice(engine, v))
         else:
             log.warning("festival voice %s not installed", v)
     return found
+
+
+def accent_voices() -> list[Voice]:
+    """festival's non-English voices that `rnnt.corpus.accents` makes read English."""
+    from rnnt.corpus.accents import ACCENT_VOICES
+
+    return festival_voices(sorted(ACCENT_VOICES), "accent")
 
 
 def discover_voices(engines: Iterable[str] = ENGINES, pattern: str | None = None,
@@ -147,6 +159,8 @@ def discover_voices(engines: Iterable[str] = ENGINES, pattern: str | None = None
         voices += flite_voices()
     if "festival" in engines:
         voices += festival_voices()
+    if "accent" in engines:
+        voices += accent_voices()
     reserved = reserved or Reserved()
     voices = [v for v in voices if not reserved.is_reserved_voice(v.id)]
     if pattern:

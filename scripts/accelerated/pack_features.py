@@ -85,7 +85,8 @@ def _entries(work: str, dev_per_set: int, seed: int) -> list[tuple[str, int, obj
         utts = read_manifest(os.path.join(corpus, name))
         pick = rng.permutation(len(utts))[:dev_per_set]
         out += [(name, SPLITS["dev"], utts[i]) for i in sorted(pick)]
-    out += [(mix["babble"], SPLITS["noise"], u) for u in read_manifest(os.path.join(corpus, mix["babble"]))]
+    if mix.get("babble"):  # a corpus built without offline augmentation has none
+        out += [(mix["babble"], SPLITS["noise"], u) for u in read_manifest(os.path.join(corpus, mix["babble"]))]
     return out
 
 
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes computing features (default: "
                                                                             "one a CPU core)")
     p.add_argument("--recipe", default="default", help="recipe preset: its tokenizer, and its ModelConfig for model.json")
+    p.add_argument("--source-prefix", default="", help="put before each clip's source (its manifest), e.g. 'accent/' "
+                   "to tell a second corpus's train.jsonl apart in train_torch.py --repeat")
     args = p.parse_args(argv)
 
     recipe = Recipe(PRESETS[args.recipe], args.work, progress=False)
@@ -148,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         source, split, utt = entries[k]
         seconds += utt.duration
         rows.append({"q": q, "tokens": np.asarray(tokenizer.encode(utt.text), np.int32), "split": split,
-                     "source": source, "origin": origins[source].get(utt.id, source), "id": utt.id})
+                     "source": args.source_prefix + source,
+                     "origin": origins[source].get(utt.id, args.source_prefix + source), "id": utt.id})
         raw += q.size
         if raw >= raw_limit or n == len(order):
             sizes.append(_write_shard(os.path.join(args.out, f"shard-{shard}.npz.xz"), rows))

@@ -201,7 +201,9 @@ def keep_freed_memory() -> bool:
     By default every tensor over 32 MB is its own mmap, unmapped when freed, so each step faults in and zeroes its
     large tensors afresh (on the 2 cores: 31 M page faults and a quarter of the CPU time in the kernel in 4 minutes);
     with mmap off and trimming only past 2 GB the heap is reused (the same as environment variables: 2.8 M faults, 19%
-    more audio a second). Returns whether it applied.
+    more audio a second). Trimming is off altogether (a threshold of -1 is SIZE_MAX to glibc): a step's peak can
+    free more than 2 GB at once, and on a machine that hands freed pages back to its host (session 24) every step
+    then faulted a gigabyte in again, 95% of the time in the kernel. Returns whether it applied.
     """
     import ctypes
     import ctypes.util
@@ -209,7 +211,7 @@ def keep_freed_memory() -> bool:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         m_trim_threshold, m_mmap_max = -1, -4
-        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))
     except (OSError, AttributeError):
         return False
 
