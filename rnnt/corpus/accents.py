@@ -1,7 +1,7 @@
 """English read by festival's non-English voices: new real-speaker timbres with a foreign accent.
 
 Debian main has no more English voices, but it has festival diphone voices recorded by Czech, Italian, Finnish and
-Hindi speakers (children and women among them). Each clip is made in two festival calls: the English front end
+Hindi speakers (a child and three women among them). Each clip is made in two festival calls: the English front end
 (``kal_diphone``: text, lexicon, durations, F0 targets) gives the phones, which are mapped to the foreign voice's
 phone set (``PHONE_MAPS``: what a speaker of that language would likely say) and synthesized by it as a
 ``Segments`` utterance with the English durations and the F0 contour moved to the voice's own range. Where the
@@ -33,7 +33,7 @@ FRONT_END_VOICE, FRONT_END_F0 = "kal_diphone", 105.0
 @dataclass(frozen=True)
 class AccentVoice:
     language: str  # key of PHONE_MAPS
-    f0: float  # the speaker's mean F0 in Hz: the English contour is scaled to it
+    f0: float  # about the speaker's mean F0 in Hz: the English contour is scaled to it
     silence: str  # the voice's pause phone
 
     @property
@@ -67,7 +67,7 @@ def _table(text: str) -> dict[str, tuple[str, ...]]:
 
 _COMMON = ("b: b; d: d; f: f; g: g; k: k; l: l; m: m; n: n; p: p; r: r; s: s; t: t; v: v; z: z; el: l; em: m; "
            "en: n; nx: n; dx: d")
-#: English (festival's radio phone set) to each language's phones; unmapped radio phones fall back to _COMMON
+#: English (festival's radio phone set) to each language's phones (_COMMON's shared); any other phone stays as is
 PHONE_MAPS = {
     "czech": _table(_COMMON + "; aa: a; ae: e; ah: a; ao: o; aw: a u; ax: e; axr: e r; ay: a j; ch: c~; dh: d; "
                     "eh: e; er: e r; ey: e j; hh: h; ih: i; ix: i; iy: i; jh: dz~; ng: n; ow: o u; oy: o j; sh: s~; "
