@@ -707,6 +707,21 @@ def test_paired_bootstrap_tells_a_consistent_difference_from_none():
         screen_weights.paired_bootstrap(base, base[:2])
 
 
+def test_mean_bootstrap_weighs_each_dev_set_alike():
+    import screen_weights
+
+    small = [(2, 10), (5, 10), (1, 8), (3, 12)]
+    large = [(e, 10 * n) for e, n in small]
+    better_small = [(e - 1, n) for e, n in small]  # 4 errors fewer in 40 words: -10 points
+    better_large = [(e - 1, n) for e, n in large]  # the same 4 errors in 400 words: -1 point
+    diff, sd, share = screen_weights.mean_bootstrap([(small, better_small), (large, better_large)])
+    assert diff == pytest.approx((-0.1 - 0.01) / 2) and share == 0.0 and sd > 0
+    assert screen_weights.mean_bootstrap([(small, better_small)]) == screen_weights.paired_bootstrap(small,
+                                                                                                     better_small)
+    worse_large = [(e + 1, n) for e, n in large]
+    assert screen_weights.mean_bootstrap([(small, better_small), (large, worse_large)])[0] == pytest.approx(-0.045)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_freed_large_tensors_are_reused_without_new_page_faults():
     pytest.importorskip("torch")

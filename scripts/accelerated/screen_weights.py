@@ -7,9 +7,11 @@ recipe's dev sets, the way `rnnt recipe NAME --stages evaluate` does. A candidat
 N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there (the same folders,
 bundle mode and beam) is not screened again; each set's decoded utterances go to `OUT/NAME-MODE-beamB-SET.jsonl`.
 
-With `--baseline NAME` (a candidate screened into the same OUT, e.g. the shipped weights' folder),
-each other candidate's WER difference from it is printed a set with its paired-bootstrap standard deviation and
-the share of resamples in which it is worse: whether a difference is more than the dev sets' sampling noise.
+With `--baseline NAME` (a candidate screened into the same OUT, e.g. the shipped weights' folder), each other
+candidate's WER difference from it is printed a set with its paired-bootstrap standard deviation and the share of
+resamples in which it is worse: whether a difference is more than the dev sets' sampling noise. The mean of the sets'
+differences follows (each set resampled on its own, each weighed alike): small gains on every set can add up to more
+than their noise.
 
     python scripts/accelerated/screen_weights.py runs/accel/cpu12/out/snapshots/step-* --mean 5 --stride 2 \\
         --work-dir runs/recipe-default --out runs/screen12
@@ -87,18 +89,35 @@ def export_candidate(group: list[str], path: str, tokens: list[str], features, m
     return step
 
 
-def paired_bootstrap(base: list[tuple[int, int]], other: list[tuple[int, int]], draws: int = 2000,
-                     seed: int = 0) -> tuple[float, float, float]:
-    """Two candidates' (word errors, reference words) on the same utterances: the WER difference other - base,
-    its standard deviation over `draws` resamples of the utterances (the same draw for both), and the share of
-    resamples in which `other` is worse. Tells a real difference from the dev sets' sampling noise."""
+Counts = list[tuple[int, int]]  # (word errors, reference words) an utterance
+
+
+def _differences(base: Counts, other: Counts, picks: np.ndarray) -> tuple[float, np.ndarray]:
+    """The WER difference other - base on all utterances, and on each row of utterance indices `picks`."""
     if len(base) != len(other) or not base:
         raise ValueError(f"need the same utterances, got {len(base)} and {len(other)}")
     e_base, words = np.array(base, np.int64).T
     e_other = np.array([e for e, _ in other], np.int64)
-    picks = np.random.default_rng(seed).integers(0, len(base), (draws, len(base)))
     diffs = (e_other[picks].sum(1) - e_base[picks].sum(1)) / np.maximum(words[picks].sum(1), 1)
-    return float((e_other.sum() - e_base.sum()) / max(words.sum(), 1)), float(diffs.std()), float(np.mean(diffs > 0))
+    return float((e_other.sum() - e_base.sum()) / max(words.sum(), 1)), diffs
+
+
+def paired_bootstrap(base: Counts, other: Counts, draws: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Two candidates' (word errors, reference words) on the same utterances: the WER difference other - base,
+    its standard deviation over `draws` resamples of the utterances (the same draw for both), and the share of
+    resamples in which `other` is worse. Tells a real difference from the dev sets' sampling noise."""
+    return mean_bootstrap([(base, other)], draws, seed)
+
+
+def mean_bootstrap(pairs: list[tuple[Counts, Counts]], draws: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """`paired_bootstrap` of the mean WER difference over several dev sets (one (base, other) pair a set), each
+    set resampled on its own: whether a candidate's small gains on every set add up to more than their noise."""
+    rng = np.random.default_rng(seed)
+    total, spread = 0.0, np.zeros(draws)
+    for base, other in pairs:
+        d, diffs = _differences(base, other, rng.integers(0, max(len(base), 1), (draws, len(base))))
+        total, spread = total + d / len(pairs), spread + diffs / len(pairs)
+    return total, float(spread.std()), float(np.mean(spread > 0))
 
 
 def word_counts(path: Path) -> dict[str, tuple[int, int]]:
@@ -119,6 +138,10 @@ def results_path(out: Path, name: str, mode: str, beam: int, set_name: str) -> P
     return out / f"{name}-{mode}-beam{beam}-{set_name}.jsonl"
 
 
+def _difference_text(diff: float, sd: float, worse: float) -> str:
+    return f"{100 * diff:+.2f} (sd {100 * sd:.2f}, worse in {100 * worse:.0f}%)"
+
+
 def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Path, mode: str, beam: int) -> None:
     """Print each candidate's WER difference from `baseline` a set, with its paired-bootstrap spread."""
     print(f"against {baseline}: WER difference a set (paired bootstrap over utterances)")
@@ -127,7 +150,7 @@ def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Pat
     for row in rows:
         if row["name"] == baseline:
             continue
-        cells = []
+        cells, pairs = [], []
         for set_name in sets:
             other_path = results_path(out, row["name"], mode, beam, set_name)
             if set_name not in base or not other_path.exists():
@@ -135,8 +158,10 @@ def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Pat
                 continue
             other = word_counts(other_path)
             ids = sorted(set(base[set_name]) & set(other))
-            d, sd, worse = paired_bootstrap([base[set_name][i] for i in ids], [other[i] for i in ids])
-            cells.append(f"{set_name} {100 * d:+.2f} (sd {100 * sd:.2f}, worse in {100 * worse:.0f}%)")
+            pairs.append(([base[set_name][i] for i in ids], [other[i] for i in ids]))
+            cells.append(f"{set_name} " + _difference_text(*paired_bootstrap(*pairs[-1])))
+        if len(pairs) > 1:
+            cells.append(f"mean of {len(pairs)} sets " + _difference_text(*mean_bootstrap(pairs)))
         print(f"  {row['name']}  " + "  ".join(cells))
 
 
