@@ -601,6 +601,19 @@ def test_average_weights_writes_the_elementwise_mean_and_rejects_other_networks(
         average_weights.average([runs[0], {**runs[1], "joint/bias": np.zeros(6, np.float32)}])
 
 
+def _assert_computes_the_same(narrow: tuple, wide: tuple, seed: int) -> None:
+    """Two (RNNT, CTC head) pairs give the same encoder output, lattice and CTC logits on random features."""
+    rng = np.random.default_rng(seed)
+    feats = tf.constant((3 * rng.standard_normal((2, 24, 80)) - 5).astype(np.float32))
+    labels = tf.constant(rng.integers(1, 30, size=(2, 5)), tf.int32)
+    outputs = []
+    for m, h in (narrow, wide):
+        enc, _ = m.encode(feats, tf.constant([24, 24]))
+        outputs.append((enc.numpy(), m.lattice(enc, labels).numpy(), h(enc).numpy()))
+    for narrow_out, wide_out in zip(*outputs):
+        np.testing.assert_allclose(wide_out, narrow_out, atol=1e-5)
+
+
 def test_widened_cells_compute_what_the_narrow_network_computed(tmp_path):
     import widen_weights
 
@@ -617,15 +630,7 @@ def test_widened_cells_compute_what_the_narrow_network_computed(tmp_path):
     wide_model, wide_head = RNNT(wide_cfg), ctc_head(wide_cfg)
     import_weights.assign(import_weights.named_variables(wide_model, wide_head), wide)
 
-    rng = np.random.default_rng(0)
-    feats = tf.constant((3 * rng.standard_normal((2, 24, 80)) - 5).astype(np.float32))
-    labels = tf.constant(rng.integers(1, 30, size=(2, 5)), tf.int32)
-    outputs = []
-    for m, h in ((model, head), (wide_model, wide_head)):
-        enc, _ = m.encode(feats, tf.constant([24, 24]))
-        outputs.append((enc.numpy(), m.lattice(enc, labels).numpy(), h(enc).numpy()))
-    for narrow_out, wide_out in zip(*outputs):
-        np.testing.assert_allclose(wide_out, narrow_out, atol=1e-5)
+    _assert_computes_the_same((model, head), (wide_model, wide_head), seed=0)
     # The new cells are live (their gate weights are not zero) but reach nothing through the zero projection rows.
     new_gates = wide["encoder/lstm0/input_kernel/w"][:, TINY.encoder_units:40]
     assert np.abs(new_gates).min() > 0
@@ -633,6 +638,30 @@ def test_widened_cells_compute_what_the_narrow_network_computed(tmp_path):
     with pytest.raises(SystemExit):
         widen_weights.main([str(tmp_path / "wide"), "-o", str(tmp_path / "narrower"), "--encoder-units", "24"])
     assert not (tmp_path / "narrower").exists()
+
+
+def test_split_cells_compute_what_the_narrow_network_computed_and_share_its_rows(tmp_path):
+    import widen_weights
+
+    model, head = RNNT(TINY, seed=5), ctc_head(TINY, seed=6)
+    weights = {k: v.numpy() for k, v in import_weights.named_variables(model, head).items()}
+    config = dataclasses.asdict(TINY)
+    units = TINY.encoder_units
+    exact, exact_cfg = widen_weights.widen(weights, config, encoder_units=units + 8, split=True, split_noise=0.0)
+    noisy, _ = widen_weights.widen(weights, config, encoder_units=units + 8, split=True, split_noise=0.05)
+    wide_model, wide_head = RNNT(ModelConfig(**exact_cfg)), ctc_head(ModelConfig(**exact_cfg))
+    import_weights.assign(import_weights.named_variables(wide_model, wide_head), exact)
+
+    _assert_computes_the_same((model, head), (wide_model, wide_head), seed=1)
+    # Every new unit carries a copy of an old unit's projection row, halved between the two: none is zero.
+    proj = exact["encoder/lstm0/projection/w"]
+    assert np.abs(proj[units:]).sum(axis=1).min() > 0
+    old = weights["encoder/lstm0/projection/w"]
+    np.testing.assert_allclose(proj[:units].sum(axis=0) + proj[units:].sum(axis=0), old.sum(axis=0), atol=1e-5)
+    # The noise parts the copies from their sources (and only the gate weights, not the rows they share).
+    gates, noisy_gates = exact["encoder/lstm0/input_kernel/w"], noisy["encoder/lstm0/input_kernel/w"]
+    assert not np.array_equal(gates, noisy_gates)
+    np.testing.assert_array_equal(noisy["encoder/lstm0/projection/w"], proj)
 
 
 def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_path, capsys):
