@@ -334,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator(device=device)
     gen.manual_seed(args.seed * 1000003 + step)
     os.makedirs(args.out, exist_ok=True)
-    log = open(os.path.join(args.out, "log.jsonl"), "a", encoding="utf-8")
+    # Line-buffered: a run stopped by a signal (a session's end) keeps every line it logged.
+    log = open(os.path.join(args.out, "log.jsonl"), "a", encoding="utf-8", buffering=1)
     deadline = t_start + args.minutes * 60
     audio_seconds, t0, avg = 0.0, time.time(), None
     last_log = (t0, 0.0)  # time and audio seconds at the last log line, for the recent rate
