@@ -3,12 +3,12 @@
 Each widened layer gets new cell units: gate weights drawn like the layer's own (normal, each matrix's standard
 deviation), a forget-gate bias of 1 as at initialization, and zero rows in the layer's projection, so the new cells
 add nothing to its output until training moves those rows (their gradient is not zero: the new cells run from the
-first step). With `--split` the new units are copies of old ones instead (Net2Net's wider layers): each copies
-an old unit's gate weights, plus a little noise (`--split-noise`, a share of each matrix's standard deviation) so the
-two can part, and the unit's projection row is halved between the two, so both are used from the first step (the
-network computes the same up to the noise: exactly without it). Only cell units grow; the projections, layer norms and joint keep their sizes, so every other weight is
-copied as it is. The result is a folder of weights-*.npz and the widened model.json, for `train_torch.py --init
-FOLDER --model-json FOLDER/model.json`.
+first step). With `--split` the new units are copies of old ones instead (Net2Net's wider layers): each copies an old
+unit's gate weights, plus a little noise (`--split-noise`, a share of each matrix's standard deviation) so the two can
+part, and the unit's projection row is halved between the two, so both are used from the first step (the network
+computes the same up to the noise: exactly without it). Only cell units grow; the projections, layer norms and joint
+keep their sizes, so every other weight is copied as it is. The result is a folder of weights-*.npz and the widened
+model.json, for `train_torch.py --init FOLDER --model-json FOLDER/model.json`.
 
     python scripts/accelerated/widen_weights.py runs/accel/init -o runs/accel/wide --encoder-units 768
     python scripts/accelerated/widen_weights.py runs/accel/init -o runs/accel/split --encoder-units 1024 --split
@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="new units copy old ones and share their projection rows (used from the first step) instead "
                         "of fresh units with zero rows")
     p.add_argument("--split-noise", type=float, default=0.05,
-                   help="with --split, noise on the copies' gate weights, a share of each matrix's std (default 0.05)")
+                   help="with --split, noise on the copies' gate weights, a share of each matrix's std "
+                        "(default 0.05)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.encoder_units is None and args.predictor_units is None:
