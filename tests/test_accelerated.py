@@ -719,6 +719,11 @@ def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_pa
     assert screen_weights.main(dynamic) == 0
     assert float_results.read_text() == kept
     assert (tmp_path / "screen" / "soup-step-200-dynamic-beam2-dev.jsonl").exists()
+    # a folder trained further (a run's --out at a later step) is screened again, not taken from the log
+    import_weights.write_weights(str(tmp_path / "soup"), snapshots[1][0], 400, config_to_dict(TINY))
+    assert screen_weights.main(dynamic) == 0
+    rows = [json.loads(line) for line in (tmp_path / "screen" / "screen.jsonl").read_text().splitlines()]
+    assert [(r["name"], r["step"]) for r in rows[-2:]] == [("soup-step-200", 200), ("soup-step-400", 400)]
 
 
 def test_paired_bootstrap_tells_a_consistent_difference_from_none():

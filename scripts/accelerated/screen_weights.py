@@ -4,8 +4,9 @@ A trainer's dev loss does not rank candidates the way decoding does (run 11: doc
 candidate is exported as a bundle (dynamic-range int8 by default, what ships) and decoded through the runtime on the
 recipe's dev sets, the way `rnnt recipe NAME --stages evaluate` does. A candidate is one folder of `weights-*.npz`
 (`train_torch.py`'s `--out`, a snapshot, `average_weights.py`'s output) or, with `--mean N`, the element-wise mean of
-N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there (the same folders,
-bundle mode and beam) is not screened again; each set's decoded utterances go to `OUT/NAME-MODE-beamB-SET.jsonl`.
+N folders in a row (by step). Results go to `OUT/screen.jsonl`; a candidate already there (the same folders at the
+same step, bundle mode and beam) is not screened again, so a run's `--out` trained further is screened anew; each
+set's decoded utterances go to `OUT/NAME-MODE-beamB-SET.jsonl`.
 
 With `--baseline NAME` (a candidate screened into the same OUT, e.g. the shipped weights' folder), each other
 candidate's WER difference from it is printed a set with its paired-bootstrap standard deviation and the share of
@@ -218,10 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "screen.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    done = {(tuple(r["folders"]), r["mode"], r["beam"]) for r in rows}
+    done = {(tuple(r["folders"]), r["step"], r["mode"], r["beam"]) for r in rows}
     print("candidate  " + "  ".join(f"{name:>16}" for name in sets) + "  (WER, CER %)", flush=True)
     for group in groups:
-        if (tuple(os.path.abspath(f) for f in group), args.mode, args.beam) in done:
+        key = (tuple(os.path.abspath(f) for f in group), max(step_of(f) for f in group), args.mode, args.beam)
+        if key in done:
             continue
         name = candidate_name(group)
         bundle = out / f"{name}-{args.mode}.tflite"
