@@ -64,6 +64,9 @@ class RecipeConfig:
 
 PRESETS: dict[str, RecipeConfig] = {
     "default": RecipeConfig(),
+    # the default recipe's corpus and model with a word-piece vocabulary (scripts/accelerated/retarget_vocab.py
+    # moves the default model's weights to it)
+    "wordpiece": RecipeConfig(name="wordpiece", tokenizer="sentencepiece", vocab_size=256),
     # a minutes-long smoke run of every stage (tests, CI)
     "tiny": RecipeConfig(
         name="tiny", corpus_hours=0.01, max_real=6, engines=("espeak",), eval_beam=2, eval_limit=4,

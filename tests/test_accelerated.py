@@ -429,6 +429,26 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
         tmp_path / "out" / "model.json").read_text()
 
 
+def test_dev_loss_per_utterance_is_the_token_loss_times_the_tokens_of_an_utterance(tmp_path):
+    pytest.importorskip("torch")
+    import types
+
+    import train_torch
+    from torch_model import Transducer
+
+    work, _ = _tiny_work(tmp_path, ["one two", "three", "four five", "six"])
+    assert pack_features.main([str(work), str(tmp_path / "data")]) == 0
+    data = train_torch.load_shards(str(tmp_path / "data"))
+    meta = json.loads((tmp_path / "data" / "meta.json").read_text())
+    dev = [i for i, s in enumerate(data["split"]) if s == meta["splits"]["dev"]]
+    args = types.SimpleNamespace(floor=meta["floor"], step=meta["step"])
+    model = Transducer(dataclasses.asdict(TINY), 0.0)
+    (src, stats), = train_torch.evaluate(model, data, dev, args, "cpu").items()
+    tokens = sum(len(data["tokens"][i]) for i in dev)
+    assert stats["loss_per_utt"] > 0
+    assert stats["loss_per_utt"] == pytest.approx(stats["loss_per_token"] * tokens / len(dev), rel=2e-3, abs=0.01)
+
+
 def _random_lattice(torch, seed: int, b: int = 3, t: int = 12, u: int = 7, v: int = 6, peak: float = 0.0):
     g = torch.Generator().manual_seed(seed)
     enc_j = torch.randn(b, t, 8, generator=g)
@@ -662,6 +682,60 @@ def test_split_cells_compute_what_the_narrow_network_computed_and_share_its_rows
     gates, noisy_gates = exact["encoder/lstm0/input_kernel/w"], noisy["encoder/lstm0/input_kernel/w"]
     assert not np.array_equal(gates, noisy_gates)
     np.testing.assert_array_equal(noisy["encoder/lstm0/projection/w"], proj)
+
+
+def test_retargeted_vocabulary_keeps_the_encoder_and_gives_each_first_character_its_probability(tmp_path):
+    import retarget_vocab
+    from rnnt.tokens import CHAR_BASE
+
+    model, head = RNNT(TINY, seed=7), ctc_head(TINY, seed=8)
+    weights = {k: v.numpy() for k, v in import_weights.named_variables(model, head).items()}
+    weights["joint/out/b"] = np.random.default_rng(0).standard_normal(TINY.vocab_size).astype(np.float32)
+    old = list(CHAR_BASE)
+    new = ["<blk>", "<unk>", "\u2581the", "\u2581t", "\u2581", "s", "ab", "\u00e9t", "a"]
+    moved, cfg = retarget_vocab.retarget(weights, dataclasses.asdict(TINY), old, new)
+    assert cfg["vocab_size"] == len(new) and moved["predictor/embedding"].shape == (len(new), TINY.embed_dim)
+    new_model, new_head = RNNT(ModelConfig(**cfg)), ctc_head(ModelConfig(**cfg))
+    import_weights.assign(import_weights.named_variables(new_model, new_head), moved)
+    feats = tf.constant(np.random.default_rng(1).standard_normal((1, 24, 80)).astype(np.float32) - 5)
+    enc_old, _ = model.encode(feats, tf.constant([24]))
+    enc_new, _ = new_model.encode(feats, tf.constant([24]))
+    np.testing.assert_allclose(enc_new.numpy(), enc_old.numpy(), atol=1e-6)
+    # The joint's output at any hidden state: the pieces of one first character share that character's probability.
+    hidden = np.random.default_rng(2).standard_normal((5, TINY.joint_dim)).astype(np.float32)
+    old_logits = hidden @ weights["joint/out/w"] + weights["joint/out/b"]
+    new_logits = hidden @ moved["joint/out/w"] + moved["joint/out/b"]
+    ids = {t: i for i, t in enumerate(old)}
+    np.testing.assert_allclose(new_logits[:, 0], old_logits[:, 0], atol=1e-5)  # blank
+    word_start = np.logaddexp.reduce(new_logits[:, [2, 3, 4]], axis=1)  # the three pieces that start a word
+    np.testing.assert_allclose(word_start, old_logits[:, ids["\u2581"]], atol=1e-5)
+    np.testing.assert_allclose(np.logaddexp(new_logits[:, 6], new_logits[:, 8]), old_logits[:, ids["a"]], atol=1e-5)
+    np.testing.assert_allclose(new_logits[:, 5], old_logits[:, ids["s"]], atol=1e-5)
+    np.testing.assert_allclose(new_logits[:, 7], old_logits[:, 1], atol=1e-5)  # unknown first character: <unk>'s
+    # The predictor goes on from a piece's last character.
+    emb = weights["predictor/embedding"]
+    np.testing.assert_array_equal(moved["predictor/embedding"][6], emb[ids["b"]])
+    np.testing.assert_array_equal(moved["predictor/embedding"][2], emb[ids["e"]])
+    np.testing.assert_array_equal(moved["ctc_head/w"][:, 5], weights["ctc_head/w"][:, ids["s"]])
+    with pytest.raises(ValueError, match="start with"):
+        retarget_vocab.retarget(weights, dataclasses.asdict(TINY), old, ["<unk>", "<blk>", "a"])
+
+
+def test_retarget_vocab_command_writes_weights_for_a_sentencepiece_tokenizer(tmp_path):
+    pytest.importorskip("sentencepiece")
+    import retarget_vocab
+    from rnnt.tokens import train_sentencepiece
+
+    sp = train_sentencepiece(["the cat sat on the mat", "a dog ran far away", "then the cat ran too"] * 20, 20,
+                             str(tmp_path / "sp"))
+    model, head = RNNT(TINY, seed=9), ctc_head(TINY, seed=10)
+    weights = {k: v.numpy() for k, v in import_weights.named_variables(model, head).items()}
+    import_weights.write_weights(str(tmp_path / "chars"), weights, 321, dataclasses.asdict(TINY))
+    assert retarget_vocab.main([str(tmp_path / "chars"), str(tmp_path / "sp.model"), "-o", str(tmp_path / "wp")]) == 0
+    moved, step = import_weights.read_weights(str(tmp_path / "wp"))
+    cfg = json.loads((tmp_path / "wp" / "model.json").read_text())
+    assert (step, cfg["vocab_size"]) == (321, 20) and moved["joint/out/w"].shape == (TINY.joint_dim, 20)
+    assert sp.tokens[:2] == ["<blk>", "<unk>"]
 
 
 def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_path, capsys):

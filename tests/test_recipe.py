@@ -158,3 +158,14 @@ def test_int8_calibration_draws_training_clips_from_each_source(tmp_path):
     assert (tmp_path / "again.jsonl").read_text() == out.read_text()  # the same clips each time
     with pytest.raises(RuntimeError, match="no clips"):
         write_calibration_manifest(out, [tmp_path / "missing.jsonl"], 4)
+
+
+def test_wordpiece_preset_is_the_default_recipe_with_word_pieces(tmp_path):
+    from rnnt.recipe import PRESETS, Recipe
+
+    wp, default = PRESETS["wordpiece"], PRESETS["default"]
+    assert (wp.tokenizer, wp.vocab_size) == ("sentencepiece", 256)
+    # the same corpus, model and training otherwise: retarget_vocab.py moves the default model's weights to it
+    assert dataclasses.replace(wp, name="default", tokenizer="chars", vocab_size=30) == default
+    recipe = Recipe(wp, str(tmp_path / "work"), progress=False)
+    assert recipe.tokenizer_path.name == "tokenizer.model" and recipe.train_config().model.vocab_size == 256

@@ -153,13 +153,16 @@ def evaluate(model: Transducer, data: dict, dev: list[int], args, device) -> dic
             src = data["source"][i]
             hyp = [int(c) for j, c in enumerate(best[n, : int(tlen[n])]) if c != 0 and (j == 0 or c != best[n, j - 1])]
             ref = data["tokens"][i].tolist()
-            s = stats.setdefault(src, [0.0, 0.0, 0.0, 0.0])
+            s = stats.setdefault(src, [0.0, 0.0, 0.0, 0.0, 0.0])
             s[0] += float(nll[n])
             s[1] += len(ref)
             s[2] += align_counts(ref, hyp).errors
             s[3] += len(ref)
+            s[4] += 1
     model.train()
-    return {src: {"loss_per_token": round(s[0] / max(s[1], 1), 3), "ctc_greedy_cer": round(s[2] / max(s[3], 1), 4)}
+    # loss_per_utt (-log P(text | audio)) compares tokenizers; loss_per_token compares runs of one tokenizer
+    return {src: {"loss_per_token": round(s[0] / max(s[1], 1), 3), "loss_per_utt": round(s[0] / max(s[4], 1), 2),
+                  "ctc_greedy_cer": round(s[2] / max(s[3], 1), 4)}
             for src, s in stats.items()}
 
 
