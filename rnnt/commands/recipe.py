@@ -11,7 +11,8 @@ def add_parser(subparsers, name: str) -> None:
         description="Run a model recipe: corpus -> tokenizer -> train -> export -> evaluate -> install. "
                     "Re-running the same command resumes where it stopped.",
     )
-    p.add_argument("name", nargs="?", default="default", help="recipe preset: default, wordpiece or tiny (default: default)")
+    p.add_argument("name", nargs="?", default="default",
+                   help="recipe preset: default, wordpiece or tiny (default: default)")
     p.add_argument("--work-dir", help="where corpus, run and bundles go (default: runs/recipe-NAME)")
     p.add_argument("--stages", help="comma-separated stages to run (default: all): "
                                     "corpus,tokenizer,train,export,evaluate,install")

@@ -39,7 +39,7 @@ SPECIALS_KEPT = 2  # <blk> and <unk> keep their own rows in both vocabularies
 def source_tokens(old: Sequence[str], new: Sequence[str], end: str) -> np.ndarray:
     """For each token of `new`, the index in `old` of its `end` ("first" or "last") character."""
     index = {t: i for i, t in enumerate(old)}
-    unk = index[old[1]]
+    unk = 1  # <unk> (SPECIALS_KEPT)
     out = np.empty(len(new), np.int64)
     for i, piece in enumerate(new):
         if i < SPECIALS_KEPT or (piece.startswith("<") and piece.endswith(">")):
@@ -54,7 +54,7 @@ def retarget(weights: dict[str, np.ndarray], config: dict, old: Sequence[str],
              new: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
     """Copies of `weights` and `config` for vocabulary `new` (see the module docstring)."""
     if list(old[:SPECIALS_KEPT]) != list(new[:SPECIALS_KEPT]):
-        raise ValueError(f"both vocabularies must start with {list(old[:SPECIALS_KEPT])}, not {list(new[:2])}")
+        raise ValueError(f"both vocabularies must start with {list(old[:SPECIALS_KEPT])}, not {list(new[:SPECIALS_KEPT])}")
     if config["vocab_size"] != len(old):
         raise ValueError(f"the weights have {config['vocab_size']} tokens, the old vocabulary {len(old)}")
     out, cfg = dict(weights), dict(config, vocab_size=len(new))
