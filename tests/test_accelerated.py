@@ -120,6 +120,74 @@ def test_pack_features_completes_an_interrupted_first_run_dev_and_noise_included
     assert sorted((out / "packed-ids.txt").read_text().split()) == ["babble-0", "dev-0", "train-0", "train-1"]
 
 
+def test_repack_shards_keeps_codes_within_a_step_relabels_and_chooses_by_source(tmp_path):
+    import repack_shards
+
+    work, _ = _tiny_work(tmp_path, ["one two", "three", "four five"])
+    pack, out = tmp_path / "data", tmp_path / "small"
+    assert pack_features.main([str(work), str(pack)]) == 0
+    # a word-piece-like tokenizer stands in for another recipe's: the texts are found again by clip id
+    argv = [str(pack), str(work), str(out), "--keep", "train.jsonl=0.5", "--coarsen", "4"]
+    assert repack_shards.main(argv) == 0
+    old, new = _read_shard(pack / "shard-0.npz.xz"), _read_shard(out / "shard-0.npz.xz")
+    assert "feats" not in new and new["feats_dfreq"].dtype == np.int8
+    # 0.5 h asked of 1.6 s: every training clip, with the dev and noise clips
+    assert sorted(new["split"].tolist()) == sorted(old["split"].tolist())
+    meta, old_meta = json.loads((out / "meta.json").read_text()), json.loads((pack / "meta.json").read_text())
+    assert meta["step"] == pytest.approx(4 * old_meta["step"])
+
+    def values(shard, m):
+        codes = shard["feats"] if "feats" in shard else np.cumsum(shard["feats_dfreq"].astype(np.int16), 1)
+        return codes * m["step"] + m["floor"], shard["lengths"]
+
+    def by_text(shard, m):  # each clip's values, by its tokens (the texts differ)
+        v, lens = values(shard, m)
+        tokens = np.split(shard["tokens"], np.cumsum(shard["token_lengths"])[:-1])
+        return {tuple(t.tolist()): x for t, x in zip(tokens, np.split(v, np.cumsum(lens)[:-1]))}
+
+    a, b = by_text(old, old_meta), by_text(new, meta)
+    assert set(a) == set(b)
+    for key in a:
+        assert a[key].shape == b[key].shape and np.abs(a[key] - b[key]).max() <= 1.5 * old_meta["step"] + 1e-4
+    assert max(np.abs(a[k] - b[k]).max() for k in a) > 0  # coarser: not the same codes
+    tokenizer = CharTokenizer()
+    assert sorted(new["token_lengths"].tolist()) == sorted(len(tokenizer.encode(t)) for t in
+                                                           ["one two", "three", "four five", "a dev line", "noise"])
+    # a share of a source: one clip of three is kept at most 0.6 s of training clips
+    assert repack_shards.main(argv[:4] + ["train.jsonl=0.0001"]) == 0
+    assert _read_shard(out / "shard-0.npz.xz")["split"].tolist().count(0) == 1
+    with pytest.raises(ValueError, match="no training clips"):
+        repack_shards.main(argv[:4] + ["real-train.jsonl=all"])
+
+
+def test_shard_codes_reads_either_kind_of_shard(tmp_path):
+    import shard_format
+
+    codes = np.random.default_rng(0).integers(0, 64, (7, 5)).astype(np.uint8)
+    rows = [{"q": codes[:3], "tokens": np.array([1, 2]), "split": 0, "source": "a", "origin": "a"},
+            {"q": codes[3:], "tokens": np.array([3]), "split": 1, "source": "b", "origin": "b"}]
+    stored = {"plain": {"feats": codes},
+              "dfreq": {"feats_dfreq": np.diff(codes.astype(np.int16), axis=1, prepend=0).astype(np.int8)}}
+    for name, feats in stored.items():
+        (tmp_path / name).write_bytes(shard_format.shard_bytes(rows, feats))
+        z = shard_format.read_shard(str(tmp_path / name))
+        got = shard_format.shard_codes(z)
+        assert got.dtype == np.uint8 and np.array_equal(got, codes)
+        assert z["lengths"].tolist() == [3, 4] and z["tokens"].tolist() == [1, 2, 3]
+
+
+def test_float16_weights_read_back_as_float32(tmp_path):
+    import average_weights
+
+    w = {"encoder/kernel": np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), "step_like": np.int64(3)}
+    import_weights.write_weights(str(tmp_path / "a"), {"encoder/kernel": w["encoder/kernel"]}, 7, {"x": 1})
+    assert average_weights.main([str(tmp_path / "a"), "-o", str(tmp_path / "b"), "--float16"]) == 0
+    assert np.load(tmp_path / "b" / "weights-0.npz")["encoder|kernel"].dtype == np.float16
+    back, step = import_weights.read_weights(str(tmp_path / "b"))
+    assert step == 7 and back["encoder/kernel"].dtype == np.float32
+    assert np.abs(back["encoder/kernel"] - w["encoder/kernel"]).max() < 1e-3
+
+
 def test_named_variables_cover_every_trainable_variable():
     model, head = RNNT(TINY), ctc_head(TINY)
     named = import_weights.named_variables(model, head)
@@ -394,6 +462,11 @@ def test_learning_rate_warms_up_again_from_the_step_a_fine_tune_starts_at():
     assert train_torch.lr_at(699, args) == pytest.approx(1e-3)
     later = [train_torch.lr_at(s, args) for s in range(700, 1001, 50)]
     assert later == sorted(later, reverse=True) and later[-1] == pytest.approx(1e-5)
+    # --cosine-by-time: the share of the call's minutes spent sets the cosine, whatever the step
+    assert train_torch.lr_at(5000, args, time_share=0.0) == pytest.approx(1e-3)
+    assert train_torch.lr_at(701, args, time_share=0.5) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))
+    assert train_torch.lr_at(701, args, time_share=1.7) == pytest.approx(1e-5)
+    assert train_torch.lr_at(650, args, time_share=0.9) < 1e-3  # still warming up
 
 
 def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, capsys):

@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", help="folders of weights-*.npz (train_torch.py's --out)")
     p.add_argument("-o", "--out", required=True, help="folder for the mean's weights-*.npz and model.json")
+    p.add_argument("--float16", action="store_true",
+                   help="write the mean in float16, half the bytes (a device call returns 64 MB at most); "
+                        "read_weights gives float32 back")
     args = p.parse_args(argv)
     read = [read_weights(folder) for folder in args.folders]
     mean, step = average([w for w, _ in read]), max(s for _, s in read)
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(model_json):
         with open(model_json, encoding="utf-8") as f:
             config = json.load(f)
+    if args.float16:
+        mean = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in mean.items()}
     write_weights(args.out, mean, step, config)
     print(f"wrote the mean of {len(read)} runs ({len(mean)} weights, step {step}) to {args.out}", file=sys.stderr)
     return 0

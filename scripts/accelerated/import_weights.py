@@ -53,7 +53,7 @@ def named_variables(model, ctc_head=None) -> dict[str, object]:
 
 
 def read_weights(folder: str) -> tuple[dict[str, np.ndarray], int]:
-    """The weights (by TF name) and step in the weights-*.npz files `write_weights` wrote."""
+    """The weights (by TF name, float16 read as float32) and step in the weights-*.npz files `write_weights` wrote."""
     paths = sorted(glob.glob(os.path.join(folder, "weights-*.npz")))
     if not paths:
         raise FileNotFoundError(f"no weights-*.npz in {folder}")
@@ -61,7 +61,9 @@ def read_weights(folder: str) -> tuple[dict[str, np.ndarray], int]:
     for path in paths:
         z = np.load(path)
         step = int(z["step"])
-        out.update({k.replace("|", "/"): z[k] for k in z.files if k != "step"})
+        # float16 (average_weights.py --float16, to travel lighter) comes back as float32
+        out.update({k.replace("|", "/"): z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]
+                    for k in z.files if k != "step"})
     return out, step
 
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
-import lzma
 import multiprocessing
 import os
 import sys
@@ -30,12 +28,14 @@ from typing import Iterator
 import numpy as np
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from rnnt.audio import load_audio  # noqa: E402
 from rnnt.data.manifest import read_manifest  # noqa: E402
 from rnnt.features import log_mel  # noqa: E402
 from rnnt.recipe import PRESETS, Recipe  # noqa: E402
 from rnnt.tokens import load_tokenizer  # noqa: E402
+from shard_format import shard_bytes  # noqa: E402
 
 FLOOR = -14.0
 STEP = 0.085
@@ -91,18 +91,7 @@ def _entries(work: str, dev_per_set: int, seed: int) -> list[tuple[str, int, obj
 
 
 def _write_shard(path: str, rows: list[dict]) -> int:
-    arrays = {
-        "feats": np.concatenate([r["q"] for r in rows]),
-        "lengths": np.asarray([len(r["q"]) for r in rows], np.int32),
-        "tokens": np.concatenate([r["tokens"] for r in rows]).astype(np.uint16),
-        "token_lengths": np.asarray([len(r["tokens"]) for r in rows], np.int32),
-        "split": np.asarray([r["split"] for r in rows], np.uint8),
-        "source": np.asarray([r["source"] for r in rows]),
-        "origin": np.asarray([r["origin"] for r in rows]),
-    }
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    data = lzma.compress(buf.getvalue(), preset=6)
+    data = shard_bytes(rows, {"feats": np.concatenate([r["q"] for r in rows])})
     with open(path + ".tmp", "wb") as f:
         f.write(data)
     os.replace(path + ".tmp", path)

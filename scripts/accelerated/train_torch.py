@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import glob
-import io
 import json
-import lzma
 import math
 import os
 import re
@@ -48,6 +46,7 @@ from feature_augment import LOG_FLOOR, Augmenter  # noqa: E402
 from import_weights import read_weights, write_weights  # noqa: E402  (numpy only, like rnnt.metrics)
 from rnnt.data.batching import plan_batches  # noqa: E402
 from rnnt.metrics import align_counts  # noqa: E402
+from shard_format import read_shard, shard_codes  # noqa: E402
 from torch_model import Transducer, pruned_rnnt_nll, rnnt_nll  # noqa: E402
 
 
@@ -55,17 +54,16 @@ from torch_model import Transducer, pruned_rnnt_nll, rnnt_nll  # noqa: E402
 def load_shards(folder: str) -> dict[str, list]:
     out: dict[str, list] = {"feats": [], "tokens": [], "split": [], "source": [], "origin": []}
     for path in sorted(glob.glob(os.path.join(folder, "shard-*.npz.xz"))):
-        with open(path, "rb") as f:
-            z = np.load(io.BytesIO(lzma.decompress(f.read())))
-            feats, lengths = z["feats"], z["lengths"]
-            tokens, tlen = z["tokens"], z["token_lengths"]
-            fo, to = np.concatenate([[0], np.cumsum(lengths)]), np.concatenate([[0], np.cumsum(tlen)])
-            for i in range(len(lengths)):
-                out["feats"].append(feats[fo[i]:fo[i + 1]])
-                out["tokens"].append(tokens[to[i]:to[i + 1]].astype(np.int64))
-            out["split"] += z["split"].tolist()
-            out["source"] += z["source"].tolist()
-            out["origin"] += z["origin"].tolist() if "origin" in z.files else z["source"].tolist()
+        z = read_shard(path)
+        feats, lengths = shard_codes(z), z["lengths"]
+        tokens, tlen = z["tokens"], z["token_lengths"]
+        fo, to = np.concatenate([[0], np.cumsum(lengths)]), np.concatenate([[0], np.cumsum(tlen)])
+        for i in range(len(lengths)):
+            out["feats"].append(feats[fo[i]:fo[i + 1]])
+            out["tokens"].append(tokens[to[i]:to[i + 1]].astype(np.int64))
+        out["split"] += z["split"].tolist()
+        out["source"] += z["source"].tolist()
+        out["origin"] += z["origin"].tolist() if "origin" in z.files else z["source"].tolist()
         print(f"loaded {path}", file=sys.stderr)
     return out
 
@@ -167,13 +165,14 @@ def evaluate(model: Transducer, data: dict, dev: list[int], args, device) -> dic
 
 
 # ---------------------------------------------------------------- training
-def lr_at(step: int, args) -> float:
+def lr_at(step: int, args, time_share: float | None = None) -> float:
     """Linear warm-up over `args.warmup` steps from `args.warmup_from`, then cosine decay to `args.min_lr` at
-    `args.total_steps`."""
+    `args.total_steps`, or, where `time_share` is given (``--cosine-by-time``), at the end of the call's minutes:
+    the share of them spent."""
     end = args.warmup_from + args.warmup
     if step < end:
         return args.lr * (step - args.warmup_from + 1) / args.warmup
-    progress = min(1.0, (step - end) / max(args.total_steps - end, 1))
+    progress = min(1.0, (step - end) / max(args.total_steps - end, 1) if time_share is None else time_share)
     return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * progress))
 
 
@@ -228,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", help="folder of weights-*.npz to start from when --state has none")
     p.add_argument("--minutes", type=float, default=8.0)
     p.add_argument("--total-steps", type=int, default=4000)
+    p.add_argument("--cosine-by-time", action="store_true",
+                   help="end the cosine when --minutes run out rather than at --total-steps (a device call of fixed "
+                        "length whose step rate is not known beforehand)")
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--min-lr", type=float, default=2e-5)
@@ -340,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     # Line-buffered: a run stopped by a signal (a session's end) keeps every line it logged.
     log = open(os.path.join(args.out, "log.jsonl"), "a", encoding="utf-8", buffering=1)
     deadline = t_start + args.minutes * 60
+    t_train = time.time()
+
+    def time_share() -> float | None:
+        return (time.time() - t_train) / max(deadline - t_train, 1.0) if args.cosine_by_time else None
     audio_seconds, t0, avg = 0.0, time.time(), None
     last_log = (t0, 0.0)  # time and audio seconds at the last log line, for the recent rate
     dropped = 0  # utterances the pruned loss's band could not hold (counted 0)
@@ -376,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             tokens = ulen_t.sum().clamp(min=1)
             loss = ((nll.sum() if transducer else 0.0) + (args.ctc_weight if transducer else 1.0) * ctc.sum()) / tokens
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, args)
+                group["lr"] = lr_at(step, args, time_share())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -390,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
                 rate, recent = audio_seconds / (now - t0), (audio_seconds - last_log[1]) / (now - last_log[0])
                 last_log = (now, audio_seconds)
                 rec = {"step": step, "loss_per_token": round(avg, 4), "ctc_per_token": round(float(ctc.detach().sum() / tokens), 4),
-                       "lr": lr_at(step, args), "grad_norm": round(float(gnorm), 3),
+                       "lr": lr_at(step, args, time_share()), "grad_norm": round(float(gnorm), 3),
                        "audio_x": round(rate, 1), "audio_x_recent": round(recent, 1),  # since the call / last line
                        "minutes": round((now - t_start) / 60, 2)}
                 if args.prune:
