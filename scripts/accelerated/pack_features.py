@@ -35,7 +35,7 @@ from rnnt.data.manifest import read_manifest  # noqa: E402
 from rnnt.features import log_mel  # noqa: E402
 from rnnt.recipe import PRESETS, Recipe  # noqa: E402
 from rnnt.tokens import load_tokenizer  # noqa: E402
-from shard_format import shard_bytes  # noqa: E402
+from shard_format import shard_bytes, write_shard  # noqa: E402
 
 FLOOR = -14.0
 STEP = 0.085
@@ -90,14 +90,6 @@ def _entries(work: str, dev_per_set: int, seed: int) -> list[tuple[str, int, obj
     return out
 
 
-def _write_shard(path: str, rows: list[dict]) -> int:
-    data = shard_bytes(rows, {"feats": np.concatenate([r["q"] for r in rows])})
-    with open(path + ".tmp", "wb") as f:
-        f.write(data)
-    os.replace(path + ".tmp", path)
-    return len(data)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("work", help="recipe work folder (corpus/ and the tokenizer inside)")
@@ -144,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                      "origin": origins[source].get(utt.id, args.source_prefix + source), "id": utt.id})
         raw += q.size
         if raw >= raw_limit or n == len(order):
-            sizes.append(_write_shard(os.path.join(args.out, f"shard-{shard}.npz.xz"), rows))
+            feats = {"feats": np.concatenate([r["q"] for r in rows])}
+            sizes.append(write_shard(os.path.join(args.out, f"shard-{shard}.npz.xz"), shard_bytes(rows, feats)))
             with open(ids_path, "a", encoding="utf-8") as f:
                 f.writelines(r["id"] + "\n" for r in rows)
             print(f"shard {shard}: {len(rows)} utterances, {sizes[-1] / 1e6:.1f} MB", file=sys.stderr)

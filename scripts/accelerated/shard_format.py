@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import lzma
+import os
 
 import numpy as np
 
@@ -29,6 +30,14 @@ def shard_bytes(rows: list[dict], feats: dict[str, np.ndarray]) -> bytes:
     return lzma.compress(buf.getvalue(), preset=6)
 
 
+def write_shard(path: str, data: bytes) -> int:
+    """Write a shard's bytes atomically (a stopped run leaves no half shard); its size."""
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(path + ".tmp", path)
+    return len(data)
+
+
 def read_shard(path: str):
     """A shard's arrays (a loaded npz)."""
     with open(path, "rb") as f:
@@ -40,3 +49,8 @@ def shard_codes(z) -> np.ndarray:
     if "feats_dfreq" in z.files:
         return np.cumsum(z["feats_dfreq"].astype(np.int16), axis=1).astype(np.uint8)
     return z["feats"]
+
+
+def shard_origins(z) -> np.ndarray:
+    """Each clip's text origin (shards packed before origins were kept: its source)."""
+    return z["origin"] if "origin" in z.files else z["source"]

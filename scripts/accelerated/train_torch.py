@@ -46,7 +46,7 @@ from feature_augment import LOG_FLOOR, Augmenter  # noqa: E402
 from import_weights import read_weights, write_weights  # noqa: E402  (numpy only, like rnnt.metrics)
 from rnnt.data.batching import plan_batches  # noqa: E402
 from rnnt.metrics import align_counts  # noqa: E402
-from shard_format import read_shard, shard_codes  # noqa: E402
+from shard_format import read_shard, shard_codes, shard_origins  # noqa: E402
 from torch_model import Transducer, pruned_rnnt_nll, rnnt_nll  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def load_shards(folder: str) -> dict[str, list]:
             out["tokens"].append(tokens[to[i]:to[i + 1]].astype(np.int64))
         out["split"] += z["split"].tolist()
         out["source"] += z["source"].tolist()
-        out["origin"] += z["origin"].tolist() if "origin" in z.files else z["source"].tolist()
+        out["origin"] += shard_origins(z).tolist()
         print(f"loaded {path}", file=sys.stderr)
     return out
 
