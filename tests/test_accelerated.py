@@ -928,3 +928,85 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
     assert faults("default") > 5 * 30000  # each 128 MB array mapped and zeroed afresh: 32,768 pages
     assert faults("keep") < 5000
+
+
+def _step_models(*seeds, cfg=TINY):
+    from rnnt.model import TFStepModel
+
+    return [TFStepModel(RNNT(cfg, seed=s)) for s in seeds]
+
+
+def _run_steps(model, feats, tokens):
+    enc, _ = model.encode(feats, model.initial_encoder_state())
+    pred, state = model.predict(tokens, model.initial_predictor_state(len(tokens)))
+    return enc, pred, state, model.joint(np.repeat(enc[0, :1], len(tokens), 0), pred)
+
+
+def test_ensemble_keeps_its_members_states_apart_and_combines_their_joints():
+    from ensemble_step import EnsembleStepModel
+
+    a, b = _step_models(1, 2)
+    feats = np.random.default_rng(0).normal(-5, 2, (1, TINY.chunk_frames, TINY.num_mels)).astype(np.float32)
+    tokens = np.array([0, 3, 7], np.int32)
+    (enc_a, pred_a, state_a, lp_a), (enc_b, pred_b, state_b, lp_b) = (_run_steps(m, feats, tokens) for m in (a, b))
+    product = EnsembleStepModel([a, b])
+    enc, pred, state, lp = _run_steps(product, feats, tokens)
+    np.testing.assert_allclose(enc, np.concatenate([enc_a, enc_b], -1), atol=1e-6)
+    np.testing.assert_allclose(state, np.concatenate([state_a, state_b], -1), atol=1e-6)
+    mean = (lp_a.astype(np.float64) + lp_b) / 2
+    np.testing.assert_allclose(lp, mean - np.log(np.exp(mean).sum(-1, keepdims=True)), atol=1e-5)
+    _, _, _, mixture = _run_steps(EnsembleStepModel([a, b], combine="prob"), feats, tokens)
+    np.testing.assert_allclose(mixture, np.log((np.exp(lp_a.astype(np.float64)) + np.exp(lp_b)) / 2), atol=1e-5)
+    for out in (lp, mixture):  # both are distributions, and neither is either member's
+        np.testing.assert_allclose(np.exp(out.astype(np.float64)).sum(-1), 1.0, atol=1e-5)
+        assert np.abs(out - lp_a).max() > 1e-3 and np.abs(out - lp_b).max() > 1e-3
+    _, _, _, only_a = _run_steps(EnsembleStepModel([a, b], weights=[1, 0]), feats, tokens)
+    np.testing.assert_allclose(only_a, lp_a, atol=1e-5)
+    with pytest.raises(ValueError, match="chunk_frames"):
+        EnsembleStepModel([a, *_step_models(3, cfg=dataclasses.replace(TINY, chunk_frames=8))])
+    with pytest.raises(ValueError, match="combine"):
+        EnsembleStepModel([a], combine="max")
+
+
+def test_an_ensemble_of_one_model_twice_decodes_what_the_model_decodes():
+    from ensemble_step import EnsembleStepModel
+
+    from rnnt.decoding import DecodingOptions, decode_features
+
+    (a,) = _step_models(5)
+    feats = np.random.default_rng(1).normal(-5, 2, (60, TINY.num_mels)).astype(np.float32)
+    alone = decode_features(a, feats, DecodingOptions(beam=4))
+    twice = decode_features(EnsembleStepModel([a, a]), feats, DecodingOptions(beam=4))
+    assert alone.tokens and twice.tokens == alone.tokens
+    assert twice.score == pytest.approx(alone.score, abs=1e-3)
+
+
+def test_screen_weights_decodes_an_ensemble_of_folders_with_their_own_bundles(tmp_path, capsys):
+    pytest.importorskip("ai_edge_litert")
+    import screen_weights
+    from rnnt.config import config_to_dict
+
+    work, _ = _tiny_work(tmp_path, ["one two"])
+    folders = []
+    for n, step in enumerate((100, 200)):
+        model = RNNT(TINY, seed=n)
+        weights = {k: v.numpy() for k, v in import_weights.named_variables(model).items()}
+        folders.append(str(tmp_path / f"run{n}"))
+        import_weights.write_weights(folders[-1], weights, step, config_to_dict(TINY))
+    common = ["--recipe", "tiny", "--work-dir", str(work), "--sets", f"dev={work / 'corpus' / 'dev.jsonl'}",
+              "--mode", "float32", "--out", str(tmp_path / "screen")]
+    assert screen_weights.main([folders[0]] + common) == 0  # one member alone, its bundle kept
+    assert screen_weights.main([folders[0], folders[0]] + common + ["--mean", "0", "--ensemble"]) == 0
+    assert screen_weights.main(folders + common + ["--mean", "0", "--ensemble", "--combine", "prob"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "screen" / "screen.jsonl").read_text().splitlines()]
+    assert [(r["name"], r.get("ensemble")) for r in rows] == [
+        ("run0-step-100", None), ("ens-run0-step-100+run0-step-100", "logprob"),
+        ("ens-run0-step-100+run1-step-200-prob", "prob")]
+    assert rows[1]["wer"] == rows[0]["wer"] and rows[1]["cer"] == rows[0]["cer"]  # a model twice is the model
+    assert (tmp_path / "screen" / "run1-step-200-float32.tflite").exists()
+    hyps = [[json.loads(line)["hyp"] for line in (tmp_path / "screen" / f"{r['name']}-float32-beam2-dev.jsonl")
+             .read_text().splitlines()] for r in rows[:2]]
+    assert hyps[0] == hyps[1]
+    capsys.readouterr()
+    assert screen_weights.main(folders + common + ["--mean", "0", "--ensemble", "--combine", "prob"]) == 0
+    assert "ens-run0" not in capsys.readouterr().out.split("(WER, CER %)")[1].split("best on")[0]  # done already

@@ -14,6 +14,10 @@ resamples in which it is worse: whether a difference is more than the dev sets' 
 differences follows (each set resampled on its own, each weighed alike): small gains on every set can add up to more
 than their noise.
 
+With `--ensemble`, a group of N folders (`--mean N`, or all the folders with `--mean 0`) is not averaged: each folder
+is exported on its own and the bundles are decoded together (`ensemble_step.py`: their joints combined at every step
+of one beam search), the candidate `ens-NAME+NAME...`.
+
     python scripts/accelerated/screen_weights.py runs/accel/cpu12/out/snapshots/step-* --mean 5 --stride 2 \\
         --work-dir runs/recipe-default --out runs/screen12
 """
@@ -35,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from average_weights import average  # noqa: E402
+from ensemble_step import evaluate_ensemble  # noqa: E402
 from import_weights import assign, named_variables, read_weights  # noqa: E402
 
 DEFAULT_SETS = ("real-dev", "real-dev-lj", "synthetic-dev", "speechocean-dev")
@@ -50,18 +55,23 @@ def step_of(folder: str) -> int:
 
 
 def candidates(folders: list[str], mean: int, stride: int) -> list[list[str]]:
-    """Groups of `mean` folders in a row, ordered by step, every `stride` folders; each group is one candidate."""
+    """Groups of `mean` folders in a row, ordered by step, every `stride` folders; each group is one candidate.
+    `mean` 0: all the folders, in the order given, as one group."""
+    if mean == 0:
+        return [list(folders)]
     if mean < 1 or stride < 1:
-        raise ValueError("--mean and --stride must be at least 1")
+        raise ValueError("--mean must be at least 0 and --stride at least 1")
     ordered = sorted(folders, key=step_of)
     if len(ordered) < mean:
         raise ValueError(f"{len(ordered)} folders, fewer than --mean {mean}")
     return [ordered[i:i + mean] for i in range(0, len(ordered) - mean + 1, stride)]
 
 
-def candidate_name(group: list[str]) -> str:
+def candidate_name(group: list[str], ensemble: bool = False) -> str:
     """`step-A` for one snapshot (a folder so named), `NAME-step-A` for another folder (a run's output, a mean),
-    `steps-A-B-N` for the mean of N folders from step A to step B."""
+    `steps-A-B-N` for the mean of N folders from step A to step B, `ens-NAME+NAME...` for an ensemble."""
+    if ensemble:
+        return "ens-" + "+".join(candidate_name([f]) for f in group)
     steps = [step_of(f) for f in group]
     if len(group) > 1:
         return f"steps-{steps[0]}-{steps[-1]}-{len(group)}"
@@ -184,7 +194,12 @@ def dev_sets(recipe, names: list[str]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", help="folders of weights-*.npz (snapshots, a run's --out, a mean)")
-    p.add_argument("--mean", type=int, default=1, metavar="N", help="screen means of N folders in a row (default 1)")
+    p.add_argument("--mean", type=int, default=1, metavar="N",
+                   help="screen means of N folders in a row (default 1); 0: of all the folders")
+    p.add_argument("--ensemble", action="store_true",
+                   help="decode each group of folders as an ensemble of their bundles instead of their mean")
+    p.add_argument("--combine", default="logprob", choices=("logprob", "prob"),
+                   help="how an ensemble combines its members' joints (default logprob: a product of experts)")
     p.add_argument("--stride", type=int, default=1, help="folders between the first of one mean and the next")
     p.add_argument("--recipe", default="default", help="recipe preset: its feature settings go into the bundles")
     p.add_argument("--work-dir", help="recipe work folder: its tokenizer and dev sets (default: runs/recipe-NAME)")
@@ -219,27 +234,39 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "screen.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    done = {(tuple(r["folders"]), r["step"], r["mode"], r["beam"]) for r in rows}
+    done = {(tuple(r["folders"]), r["step"], r["mode"], r["beam"], r.get("ensemble")) for r in rows}
+    ensemble = args.combine if args.ensemble else None
     print("candidate  " + "  ".join(f"{name:>16}" for name in sets) + "  (WER, CER %)", flush=True)
     for group in groups:
-        key = (tuple(os.path.abspath(f) for f in group), max(step_of(f) for f in group), args.mode, args.beam)
-        if key in done:
+        step = max(step_of(f) for f in group)
+        if (tuple(os.path.abspath(f) for f in group), step, args.mode, args.beam, ensemble) in done:
             continue
-        name = candidate_name(group)
-        bundle = out / f"{name}-{args.mode}.tflite"
-        step = export_candidate(group, str(bundle), tokens, recipe.cfg.train.features, args.mode,
-                                recipe.cfg.train.model.cell_clip)
+        name = candidate_name(group, args.ensemble) + ("-prob" if ensemble == "prob" else "")
+        members = [group] if not args.ensemble else [[f] for f in group]
+        bundles = []
+        for member in members:
+            bundle = out / f"{candidate_name(member)}-{args.mode}.tflite"
+            if not (args.ensemble and bundle.exists()):  # an ensemble reuses its members' screened bundles
+                export_candidate(member, str(bundle), tokens, recipe.cfg.train.features, args.mode,
+                                 recipe.cfg.train.model.cell_clip)
+            bundles.append(str(bundle))
         scores = {}
         for set_name, manifest in sets.items():
             is_real = set_name.startswith("real-dev")
             limit = recipe.cfg.eval_limit if is_real else args.limit or recipe.cfg.eval_limit_other
+            results = str(results_path(out, name, args.mode, args.beam, set_name))
             with contextlib.redirect_stdout(sys.stderr):  # rnnt eval's report; the table stays on stdout
-                scores[set_name] = evaluate_bundle(
-                    str(bundle), manifest, beam=args.beam, limit=limit,
-                    results_path=str(results_path(out, name, args.mode, args.beam, set_name)))
+                if args.ensemble:
+                    scores[set_name] = evaluate_ensemble(bundles, manifest, beam=args.beam, limit=limit,
+                                                         results_path=results, combine=args.combine)
+                else:
+                    scores[set_name] = evaluate_bundle(bundles[0], manifest, beam=args.beam, limit=limit,
+                                                       results_path=results)
         row = {"name": name, "step": step, "folders": [os.path.abspath(f) for f in group], "mode": args.mode,
                "beam": args.beam, "wer": {k: round(v["wer"], 4) for k, v in scores.items()},
                "cer": {k: round(v["cer"], 4) for k, v in scores.items()}}
+        if ensemble:
+            row["ensemble"] = ensemble
         with open(log, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         rows.append(row)
