@@ -101,7 +101,8 @@ def bundle_ensemble(paths: Sequence[str], weights: Sequence[float] | None = None
 
 
 def evaluate_ensemble(paths: Sequence[str], manifest: str, *, beam: int, limit: int | None, results_path: str,
-                      weights: Sequence[float] | None = None, combine: str = "logprob", jobs: int = 2) -> dict:
+                      weights: Sequence[float] | None = None, combine: str = "logprob",
+                      jobs: int | None = None) -> dict:
     """`rnnt.recipe.evaluate_bundle` for an ensemble of bundles: the runtime's recognizer (endpoints included) over
     the manifest, results written as `rnnt eval --results` JSONL, corpus WER and CER returned."""
     from rnnt.commands.transcribe import transcribe_all
@@ -115,6 +116,7 @@ def evaluate_ensemble(paths: Sequence[str], manifest: str, *, beam: int, limit: 
     recognizer = Recognizer.from_step_model(factory, metadata.tokens, metadata.features, beam=beam)
     utterances = read_manifest(manifest)
     utterances = utterances[:limit] if limit else utterances
+    jobs = jobs or max(1, min(4, os.cpu_count() or 1))  # as `rnnt.recipe.evaluate_bundle`
     started, pairs = time.time(), []
     with open(results_path, "w", encoding="utf-8") as f:
         for u, t in zip(utterances, transcribe_all(recognizer, [Input(x.audio) for x in utterances], jobs)):
