@@ -48,7 +48,7 @@ class RecipeConfig:
         decay_steps=8000, steps=8000, checkpoint_every=200, eval_every=500, eval_utterances=60,
         spec_augment=True, spec_augment_time_masks=3, spec_augment_freq_width=20, ctc_weight=0.5,
         speed_perturb=True, augment_share=0.2,
-        model=ModelConfig(vocab_size=30, frame_stack=4, encoder_layers=4, encoder_units=512, encoder_proj=256,
+        model=ModelConfig(vocab_size=30, frame_stack=4, encoder_layers=4, encoder_units=1024, encoder_proj=256,
                           time_reduction_after=-1, embed_dim=96, predictor_units=320, predictor_proj=192,
                           joint_dim=320, chunk_frames=12, cell_clip=10.0),
     ))
