@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 from rnnt.commands.transcribe import (
     Progress,
@@ -22,8 +23,34 @@ from rnnt.commands.transcribe import (
     transcribe_all,
     want_progress,
 )
+from rnnt.metrics import ErrorCounts, char_errors, word_errors
 
 PROG = "rnnt eval"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One transcribed utterance against its reference, both normalized with `rnnt.text.normalize_text`."""
+
+    uid: str
+    audio: str
+    ref: str
+    hyp: str
+    words: ErrorCounts
+    chars: ErrorCounts
+
+    @classmethod
+    def of(cls, utterance, text: str) -> "Scored":
+        from rnnt.text import normalize_text
+
+        ref, hyp = normalize_text(utterance.text), normalize_text(text)
+        uid = utterance.id or os.path.splitext(os.path.basename(utterance.audio))[0]
+        return cls(uid, utterance.audio, ref, hyp, word_errors(ref, hyp), char_errors(ref, hyp))
+
+    def record(self) -> dict:
+        """The line `--results` writes for it."""
+        return {"id": self.uid, "audio": self.audio, "ref": self.ref, "hyp": self.hyp,
+                "wer": round(self.words.rate, 4), "cer": round(self.chars.rate, 4)}
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -59,8 +86,6 @@ def run(args) -> int:
     from rnnt.cli import UsageError
     from rnnt.data.manifest import ManifestError, read_manifest
     from rnnt.inputs import Input
-    from rnnt.metrics import ErrorCounts, char_errors, word_errors
-    from rnnt.text import normalize_text
 
     if args.worst < 0:
         raise UsageError("--worst must be 0 or more")
@@ -98,20 +123,18 @@ def run(args) -> int:
     try:
         for u, t in zip(utterances, transcribe_all(recognizer, inputs, args.jobs, on_audio=progress.advance)):
             progress.file_done()
-            uid = u.id or os.path.splitext(os.path.basename(u.audio))[0]
             if not t.ok:
                 failed += 1
                 progress.message(f"{PROG}: error: {u.audio}: {t.error}")
                 continue
             audio_seconds += t.duration
-            ref, hyp = normalize_text(u.text), normalize_text(t.text)
-            w, c = word_errors(ref, hyp), char_errors(ref, hyp)
-            words += w
-            chars += c
-            rows.append((w.rate, w.errors, uid, ref, hyp, c.rate))
+            scored = Scored.of(u, t.text)
+            words += scored.words
+            chars += scored.chars
+            rows.append((scored.words.rate, scored.words.errors, scored.uid, scored.ref, scored.hyp,
+                         scored.chars.rate))
             if results_file is not None:
-                record = {"id": uid, "audio": u.audio, "ref": ref, "hyp": hyp, "wer": round(w.rate, 4), "cer": round(c.rate, 4)}
-                results_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+                results_file.write(json.dumps(scored.record(), ensure_ascii=False) + "\n")
     finally:
         progress.close()
         if results_file is not None:

@@ -105,12 +105,12 @@ def evaluate_ensemble(paths: Sequence[str], manifest: str, *, beam: int, limit: 
                       jobs: int | None = None) -> dict:
     """`rnnt.recipe.evaluate_bundle` for an ensemble of bundles: the runtime's recognizer (endpoints included) over
     the manifest, results written as `rnnt eval --results` JSONL, corpus WER and CER returned."""
+    from rnnt.commands.evaluate import Scored
     from rnnt.commands.transcribe import transcribe_all
     from rnnt.data.manifest import read_manifest
     from rnnt.inputs import Input
-    from rnnt.metrics import char_errors, corpus_error_rates, word_errors
+    from rnnt.metrics import corpus_error_rates
     from rnnt.runtime import Recognizer
-    from rnnt.text import normalize_text
 
     factory, metadata = bundle_ensemble(paths, weights, combine)
     recognizer = Recognizer.from_step_model(factory, metadata.tokens, metadata.features, beam=beam)
@@ -122,11 +122,8 @@ def evaluate_ensemble(paths: Sequence[str], manifest: str, *, beam: int, limit: 
         for u, t in zip(utterances, transcribe_all(recognizer, [Input(x.audio) for x in utterances], jobs)):
             if not t.ok:
                 raise RuntimeError(f"{u.audio}: {t.error}")
-            ref, hyp = normalize_text(u.text), normalize_text(t.text)
-            w, c = word_errors(ref, hyp), char_errors(ref, hyp)
-            uid = u.id or os.path.splitext(os.path.basename(u.audio))[0]
-            f.write(json.dumps({"id": uid, "audio": u.audio, "ref": ref, "hyp": hyp, "wer": round(w.rate, 4),
-                                "cer": round(c.rate, 4)}, ensure_ascii=False) + "\n")
-            pairs.append((ref, hyp))
+            scored = Scored.of(u, t.text)
+            f.write(json.dumps(scored.record(), ensure_ascii=False) + "\n")
+            pairs.append((scored.ref, scored.hyp))
     words, chars = corpus_error_rates(pairs)
     return {"wer": words.rate, "cer": chars.rate, "utterances": len(pairs), "seconds": round(time.time() - started, 1)}
