@@ -119,6 +119,12 @@ def test_plan_is_deterministic_and_seeded(built):
     more = make_plan(dataclasses.replace(cfg, hours=0.01))
     assert more.train[: len(p1.train)] == p1.train  # a longer build extends a shorter one
     assert len(items) > 0 and all(i["built"] for i in items)
+    slow = make_plan(dataclasses.replace(cfg, hours=0.01, speed_range=(0.6, 0.7)))
+    assert all(0.6 <= i.speed <= 0.7 for i in slow.train)
+    assert not all(0.6 <= i.speed <= 0.7 for i in more.train)
+    assert slow.dev == p1.dev  # the dev set keeps its rates
+    with pytest.raises(ValueError, match="speed range"):
+        dataclasses.replace(cfg, speed_range=(1.2, 0.9))
 
 
 @needs_tts

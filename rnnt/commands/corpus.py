@@ -47,6 +47,9 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                    help="numbers, dates, times, letters and digit strings generated for the text pool")
     b.add_argument("--babble-clips", type=int, default=64, help="size of the babble bank")
     b.add_argument("--max-words", type=int, default=30, help="longest sentence in words")
+    b.add_argument("--speed-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="TTS rate of the training sentences, drawn log-uniform (default 0.8 1.25; dev sentences "
+                        "keep it)")
     b.add_argument("--dry-run", action="store_true", help="plan and print the size estimate only")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     b.set_defaults(run=run_build)
@@ -103,6 +106,8 @@ def run_build(args) -> int:
         kwargs["engines"] = args.engines
     if args.sources:
         kwargs["sources"] = args.sources
+    if args.speed_range:
+        kwargs["speed_range"] = tuple(args.speed_range)
     try:
         cfg = BuildConfig(**kwargs)
         summary = build_corpus(cfg, progress=not args.quiet, dry_run=args.dry_run)

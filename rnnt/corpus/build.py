@@ -85,11 +85,15 @@ class BuildConfig:
     babble_clips: int = 64
     max_words: int = 30
     generated_count: int = 20000
+    speed_range: tuple[float, float] = SPEED_RANGE  # TTS rate of the training items, log-uniform (dev: fixed)
     sample_rate: int = 16000
 
     def __post_init__(self) -> None:
         if self.hours < 0:
             raise ValueError("hours must not be negative")
+        lo, hi = self.speed_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"speed range must be 0 < low <= high, got {lo} {hi}")
         if not 0.0 <= self.real_share <= 1.0 or not 0.0 <= self.augment_share <= 1.0:
             raise ValueError("real_share and augment_share must be in [0, 1]")
 
@@ -169,8 +173,8 @@ class _VoicePicker:
 
 
 def _item(split: str, index: int, rng: np.random.Generator, voice: Voice, s: Sentence, augment: bool,
-          seed: int, sample_rate: int) -> TtsItem:
-    lo, hi = np.log(SPEED_RANGE)
+          seed: int, sample_rate: int, speed_range: tuple[float, float] = SPEED_RANGE) -> TtsItem:
+    lo, hi = np.log(speed_range)
     speed = float(np.exp(rng.uniform(lo, hi)))
     lo, hi = np.log(PITCH_RANGE)
     pitch = float(np.exp(rng.uniform(lo, hi)))
@@ -212,7 +216,7 @@ def make_plan(cfg: BuildConfig) -> Plan:
         s = pool[int(perms[src][k % len(pool)])]
         voice = picker.pick(rng)
         augment = bool(rng.random() < cfg.augment_share)
-        item = _item("train", i, rng, voice, s, augment, cfg.seed, cfg.sample_rate)
+        item = _item("train", i, rng, voice, s, augment, cfg.seed, cfg.sample_rate, cfg.speed_range)
         train.append(item)
         total += item.estimated_seconds()
 

@@ -25,6 +25,7 @@ from import_weights import write_weights  # noqa: E402
 
 
 _SHAPE_OPS = ("RESHAPE", "STRIDED_SLICE", "PACK", "SQUEEZE", "EXPAND_DIMS")
+_CAST_OPS = ("QUANTIZE", "DEQUANTIZE")  # a full-int8 bundle's float inputs and outputs pass through these
 
 
 class _Graph:
@@ -48,7 +49,8 @@ class _Graph:
         self.io = {m.name.decode(): m.tensorIndex for m in list(signature.inputs) + list(signature.outputs)}
 
     def const(self, index: int) -> np.ndarray:
-        """A constant tensor as float32 (int8 dequantized along its quantized dimension)."""
+        """A constant tensor as float32 (int8 weights and a full-int8 bundle's int32 biases dequantized along their
+        quantized dimension)."""
         t = self.sg.tensors[index]
         raw = self.model.buffers[t.buffer].data
         if raw is None:
@@ -56,7 +58,7 @@ class _Graph:
         dtype = {0: np.float32, 9: np.int8, 2: np.int32}[t.type]
         value = np.frombuffer(bytes(raw), dtype=dtype).reshape(list(t.shape)).astype(np.float32)
         q = t.quantization
-        if dtype is np.int8:
+        if dtype is not np.float32 and q is not None and q.scale is not None and len(q.scale):
             shape = [1] * value.ndim
             shape[q.quantizedDimension] = -1
             scale = np.asarray(q.scale, np.float32).reshape(shape if len(q.scale) > 1 else [1] * value.ndim)
@@ -82,12 +84,16 @@ class _Graph:
             k, ins, outs = self.ops[n]
             if k == kind and len(ins) == 2 and self.is_const(ins[1]):
                 return self.const(ins[1]), outs[0]
+            if k in _CAST_OPS:
+                found = self.elementwise_after(outs[0], kind)
+                if found[0] is not None:
+                    return found
         return None, tensor
 
     def elementwise_before(self, tensor: int, kind: str) -> tuple[np.ndarray | None, int]:
         """The constant of the `kind` op that produced `tensor` (None if another op did), and that op's input;
-        reshapes and slices in between are looked through."""
-        while tensor in self.producer and self.ops[self.producer[tensor]][0] in _SHAPE_OPS:
+        reshapes, slices and (de)quantizations in between are looked through."""
+        while tensor in self.producer and self.ops[self.producer[tensor]][0] in _SHAPE_OPS + _CAST_OPS:
             tensor = self.ops[self.producer[tensor]][1][0]
         if tensor in self.producer:
             k, ins, _ = self.ops[self.producer[tensor]]
