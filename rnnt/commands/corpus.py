@@ -48,8 +48,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     b.add_argument("--babble-clips", type=int, default=64, help="size of the babble bank")
     b.add_argument("--max-words", type=int, default=30, help="longest sentence in words")
     b.add_argument("--speed-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                   help="TTS rate of the training sentences, drawn log-uniform (default 0.8 1.25; dev sentences "
-                        "keep it)")
+                   help="TTS rate of the training sentences, drawn log-uniform (default 0.8 1.25; the dev "
+                        "sentences always use the default)")
     b.add_argument("--dry-run", action="store_true", help="plan and print the size estimate only")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     b.set_defaults(run=run_build)
