@@ -302,13 +302,18 @@ def write_calibration_manifest(path: Path, sources: list[Path], count: int, seed
     return write_manifest(str(path), picked)
 
 
+def eval_jobs() -> int:
+    """Processes an evaluation decodes with: the cores, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def evaluate_bundle(bundle: str, manifest: str, *, beam: int, limit: int | None, results_path: str) -> dict:
     """WER/CER of a bundle on a manifest, through the same path as `rnnt eval` (the runtime, with endpoints)."""
     from rnnt.cli import main as cli
     from rnnt.metrics import corpus_error_rates
 
     args = ["eval", manifest, "--model", bundle, "--beam", str(beam), "--results", results_path, "--worst", "0",
-            "--no-progress", "--jobs", str(max(1, min(4, os.cpu_count() or 1)))]
+            "--no-progress", "--jobs", str(eval_jobs())]
     if limit:
         args += ["--limit", str(limit)]
     started = time.time()

@@ -625,10 +625,10 @@ def test_weights_recovered_from_a_bundle_compute_what_the_model_computed(tmp_pat
             var.assign(var.numpy() + rng.uniform(-0.5, 0.5, var.shape).astype(np.float32))
     path = str(tmp_path / f"{quantization}.tflite")
     # full int8 also stores the biases as int32 codes, which must come back scaled
-    calibration = [(2 * rng.standard_normal((48, 80)) - 6).astype(np.float32) for _ in range(4)]
+    calibration = ([(2 * rng.standard_normal((48, 80)) - 6).astype(np.float32) for _ in range(4)]
+                   if quantization == "int8" else None)
     export_bundle(source, CharTokenizer().tokens, FeatureConfig(), path, quantization=quantization,
-                  training_info={"step": 123}, max_calibration_chunks=16,
-                  calibration_features=calibration if quantization == "int8" else None)
+                  training_info={"step": 123}, max_calibration_chunks=16, calibration_features=calibration)
     weights, model_cfg, step = weights_from_bundle.recover(path)
     assert step == 123 and model_cfg["encoder_layers"] == 3
     assert not weights["ctc_head/w"].any()  # not in a bundle: zeros

@@ -14,7 +14,6 @@ A probe for `screen_weights.py --ensemble`: what decoding several trained networ
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Callable, Sequence
 
@@ -110,13 +109,14 @@ def evaluate_ensemble(paths: Sequence[str], manifest: str, *, beam: int, limit: 
     from rnnt.data.manifest import read_manifest
     from rnnt.inputs import Input
     from rnnt.metrics import corpus_error_rates
+    from rnnt.recipe import eval_jobs
     from rnnt.runtime import Recognizer
 
     factory, metadata = bundle_ensemble(paths, weights, combine)
     recognizer = Recognizer.from_step_model(factory, metadata.tokens, metadata.features, beam=beam)
     utterances = read_manifest(manifest)
     utterances = utterances[:limit] if limit else utterances
-    jobs = jobs or max(1, min(4, os.cpu_count() or 1))  # as `rnnt.recipe.evaluate_bundle`
+    jobs = jobs or eval_jobs()
     started, pairs = time.time(), []
     with open(results_path, "w", encoding="utf-8") as f:
         for u, t in zip(utterances, transcribe_all(recognizer, [Input(x.audio) for x in utterances], jobs)):
