@@ -365,6 +365,30 @@ def test_pitch_warp_moves_the_harmonics_and_keeps_the_envelope():
     assert agreement(250.0) > 0.8 > 0.2 > agreement(200.0)  # the harmonics now sit at multiples of 250 Hz
 
 
+def test_channel_transfer_moves_a_clips_long_term_spectrum_towards_another_and_keeps_its_level():
+    torch, _, _ = _torch_model()
+    import types
+
+    import feature_augment
+
+    args = types.SimpleNamespace(channel_share=0.0)
+    aug = feature_augment.Augmenter([], torch.device("cpu"), 80, args)
+    bands = torch.arange(80, dtype=torch.float32)
+    x = torch.full((2, 30, 80), feature_augment.LOG_FLOOR)  # digital silence around the speech
+    x[0, 5:20] = -3.0 - 0.04 * bands + 0.3 * torch.randn(15, 80)  # a dark voice
+    x[1, 5:25] = -4.6 + 0.3 * torch.randn(20, 80)  # a flat one, as loud on average
+    lengths = torch.tensor([22, 30])
+    g = torch.Generator().manual_seed(0)
+    assert aug.channel(x, lengths, g) is x  # share 0: nothing drawn, nothing changed
+    args.channel_share = 1.0
+    y = aug.channel(x, lengths, g)
+    tilt = lambda clip: float(clip[5:20, 60:].mean() - clip[5:20, :20].mean())  # noqa: E731
+    assert tilt(x[0]) < tilt(y[0]) < 0.5  # the dark voice brightened towards the flat one, not past it
+    assert tilt(x[1]) > tilt(y[1]) > tilt(x[0])  # and the flat one darkened
+    torch.testing.assert_close(y[:, 5:20].mean(-1), x[:, 5:20].mean(-1), atol=1e-4, rtol=0)  # same level
+    torch.testing.assert_close(y[0, 22:], x[0, 22:])  # padding untouched
+
+
 def test_tempo_sources_mark_the_clips_of_the_named_manifests():
     pytest.importorskip("torch")
     import train_torch

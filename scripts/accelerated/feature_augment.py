@@ -1,11 +1,12 @@
-"""Augmentation of log-mel batches on the GPU: speed, vocal-tract and pitch warps, reverberation, noise and babble,
-gain, SpecAugment.
+"""Augmentation of log-mel batches on the GPU: speed, vocal-tract and pitch warps, a channel transfer,
+reverberation, noise and babble, gain, SpecAugment.
 
 Everything works on features, since the GPU machine gets packed features, not audio: speed as a joint warp of the
 time axis and the mel axis, a vocal-tract length warp (VTLP) as a warp of the mel axis alone, tempo as a warp of the
 time axis alone, pitch as a warp of the harmonics alone (the fine structure left when a lifter takes the spectral
 envelope out of each frame), noise mixed in the power domain at a random SNR, reverberation as exponential power
-tails, gain as a shift of the log.
+tails, gain as a shift of the log, a channel (microphone, room colour, long-term voice timbre) as a fixed curve
+over the mel bands taken from another clip.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def _mel(hz: torch.Tensor) -> torch.Tensor:
     return 1127.0 * torch.log1p(hz / 700.0)
 
 
+SPEECH_RANGE = math.log(1e3)  # frames within 30 dB of a clip's loudest (by mean log-mel) count as its speech
 ENVELOPE_COEFFICIENTS = 16  # a frame's spectral envelope: its first 16 DCT coefficients over the 80 mel bands
 
 
@@ -109,6 +111,29 @@ class Augmenter:
         moved = self._resample(x - envelope, frames, self._source_bands(p))
         return envelope + moved - moved @ self.envelope
 
+    def channel(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Channel transfer (`args.channel_share` of the clips): a clip's long-term spectrum moves a random part of
+        the way to another clip's of the batch, as if heard through that clip's microphone and room, or read with
+        its speaker's timbre. The long-term spectrum is the mean over the speech frames (digital silence left out),
+        smoothed to its envelope (`_lifter`); the curve added to every frame is the difference of the two, less its
+        mean over the bands (the level is `gain`'s)."""
+        b, t, _ = x.shape
+        share = getattr(self.args, "channel_share", 0.0)
+        if share <= 0 or b < 2:
+            return x  # nothing drawn: runs without it keep their random streams
+        pick = torch.rand(b, device=self.device, generator=g) < share
+        valid = torch.arange(t, device=self.device)[None] < lengths[:, None]
+        energy = x.mean(-1).masked_fill(~valid, -math.inf)
+        speech = (energy > energy.amax(1, keepdim=True) - SPEECH_RANGE).float()[..., None]
+        spectrum = (x * speech).sum(1) / speech.sum(1).clamp(min=1) @ self.envelope  # [B, M]
+        other = (torch.arange(b, device=self.device)
+                 + torch.randint(1, b, (b,), generator=g, device=self.device)) % b
+        part = torch.rand(b, 1, device=self.device, generator=g)
+        curve = part * (spectrum[other] - spectrum)
+        curve = curve - curve.mean(-1, keepdim=True)
+        moved = x + curve[:, None, :] * valid[..., None]
+        return torch.where(pick[:, None, None], moved, x)
+
     def noise_mix(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Mix in the power domain, at a random SNR, the noise bank or another utterance of the batch (babble)."""
         b, t, m = x.shape
@@ -171,6 +196,7 @@ class Augmenter:
     def __call__(self, x, lengths, g, tempo_clips: torch.Tensor | None = None):
         x, lengths = self.speed(x, lengths, g, tempo_clips)
         x = self.pitch(x, g)
+        x = self.channel(x, lengths, g)
         x = self.reverb(x, g)
         x = self.noise_mix(x, lengths, g)
         gain = torch.empty(x.shape[0], 1, 1, device=self.device).uniform_(-1.0, 1.0, generator=g)

@@ -14,15 +14,17 @@ Each call trains until `--minutes` have passed or `--total-steps` is reached, re
 (full state) or else from `--init` (weights only, e.g. those a previous machine returned). `--prune 8` trains the
 transducer on a band of 8 label positions a frame around the model's own most likely alignments
 (`torch_model.pruned_rnnt_nll`): the joint, most of a step's time, then runs with gradient on 8 nodes a frame
-instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus manifest twice an epoch,
-`--repeat generated=0.3` on a seeded 30% of the clips whose text is of that origin (`pack_features.py`);
-`--vtlp 0.9 1.1` warps each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal
-tract; `--pitch 0.8 1.25` moves each clip's harmonics by a factor from that range with the formants and tempo kept,
-the same vocal tract at another voice pitch; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized
-clips by 5 to 20% with the pitch and formants kept. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the
-log-softmax and the loss's recursion stay in float32); `bench_step.py` times a step both ways, and on a CPU without
-bfloat16 instructions (AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200` also writes the
-weights every 200 steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along a run.
+instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus manifest twice an epoch, `--repeat
+generated=0.3` on a seeded 30% of the clips whose text is of that origin (`pack_features.py`); `--vtlp 0.9 1.1` warps
+each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal tract; `--pitch 0.8 1.25`
+moves each clip's harmonics by a factor from that range with the formants and tempo kept, the same vocal tract at
+another voice pitch; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized clips by 5 to 20% with the
+pitch and formants kept; `--channel-share 0.5` moves half the clips' long-term spectral envelope part of the way to
+another clip's of the batch, another microphone, room or timbre. `--joint-bf16` runs the joint in bfloat16 autocast
+(the LSTMs, the log-softmax and the loss's recursion stay in float32); `bench_step.py` times a step both ways, and on
+a CPU without bfloat16 instructions (AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200`
+also writes the weights every 200 steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints
+along a run.
 """
 
 from __future__ import annotations
@@ -260,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N",
                    help="train on the clips of a corpus manifest or text origin N times an epoch, e.g. "
                         "real-train.jsonl=3; a fraction keeps a seeded share, e.g. generated=0.3")
+    p.add_argument("--channel-share", type=float, default=0.0, metavar="SHARE",
+                   help="share of clips given part of another clip's long-term spectral envelope (a channel transfer)")
     p.add_argument("--snr", type=float, nargs=2, default=(0.0, 25.0))
     p.add_argument("--noise-share", type=float, default=0.35)
     p.add_argument("--reverb-share", type=float, default=0.2)
