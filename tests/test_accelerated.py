@@ -392,6 +392,38 @@ def test_channel_transfer_moves_a_clips_long_term_spectrum_towards_another_and_k
     torch.testing.assert_close(y[0, 22:], x[0, 22:])  # padding untouched
 
 
+def test_tilt_passes_a_clip_through_a_first_order_filter_and_keeps_its_level():
+    torch, _, _ = _torch_model()
+    import types
+
+    import feature_augment
+
+    args = types.SimpleNamespace(tilt_share=0.0, tilt_max=0.9)
+    aug = feature_augment.Augmenter([], torch.device("cpu"), 80, args)
+    x = -4.0 + 0.3 * torch.randn(64, 30, 80)
+    lengths = torch.full((64,), 30)
+    lengths[0] = 20
+    g = torch.Generator().manual_seed(0)
+    assert aug.tilt(x, lengths, g) is x  # share 0: nothing drawn, nothing changed
+    args.tilt_share = 1.0
+    curve = (aug.tilt(x, lengths, g) - x)[:, 0]  # [B, M], the same curve on every frame of a clip
+    torch.testing.assert_close(curve.mean(-1), torch.zeros(64), atol=1e-5, rtol=0)  # level kept
+    # the curve of y[n] = x[n] - a x[n-1] at the bands' centres, less its mean, for the clips' own a
+    hz = aug.centers.double()
+    for row in curve[:8]:
+        best = min(
+            float((sign * (torch.log(1 + a * a - 2 * a * torch.cos(2 * torch.pi * hz / 16000))
+                           - torch.log(1 + a * a - 2 * a * torch.cos(2 * torch.pi * hz / 16000)).mean())
+                   - row.double()).abs().max())
+            for a in torch.linspace(-0.9, 0.9, 721).double() for sign in (-1.0, 1.0))
+        assert best < 0.02  # each clip's curve is a first-order filter's within the reach
+    spread = curve.amax(-1) - curve.amin(-1)
+    assert 0.1 < float(spread.median()) < float(spread.max()) <= 5.9  # up to |a| = 0.9: 5.85 nats
+    tops = curve[:, 60:].mean(-1) - curve[:, :20].mean(-1)
+    assert (tops > 0.3).sum() > 10 and (tops < -0.3).sum() > 10  # brighter and darker both drawn
+    assert torch.equal(aug.tilt(x, lengths, g)[0, 20:], x[0, 20:])  # padding untouched
+
+
 def test_tempo_sources_mark_the_clips_of_the_named_manifests():
     pytest.importorskip("torch")
     import train_torch

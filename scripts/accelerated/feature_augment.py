@@ -1,12 +1,12 @@
-"""Augmentation of log-mel batches on the GPU: speed, vocal-tract and pitch warps, a channel transfer,
-reverberation, noise and babble, gain, SpecAugment.
+"""Augmentation of log-mel batches on the GPU: speed, vocal-tract and pitch warps, a channel transfer, a spectral
+tilt, reverberation, noise and babble, gain, SpecAugment.
 
 Everything works on features, since the GPU machine gets packed features, not audio: speed as a joint warp of the
 time axis and the mel axis, a vocal-tract length warp (VTLP) as a warp of the mel axis alone, tempo as a warp of the
 time axis alone, pitch as a warp of the harmonics alone (the fine structure left when a lifter takes the spectral
 envelope out of each frame), noise mixed in the power domain at a random SNR, reverberation as exponential power
 tails, gain as a shift of the log, a channel (microphone, room colour, long-term voice timbre) as a fixed curve
-over the mel bands taken from another clip.
+over the mel bands taken from another clip, a tilt as the curve of a random first-order filter.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Augmenter:
         self.mel_lo, self.mel_step = lo, (hi - lo) / (num_mels + 1)  # band k is centred on mel_lo + (k+1) * mel_step
         centres = lo + self.mel_step * torch.arange(1, num_mels + 1, dtype=torch.float64)
         self.centers = (700.0 * torch.expm1(centres / 1127.0)).float().to(device)
+        self.radians = (2.0 * math.pi / features.sample_rate * self.centers).cos()  # cos(w) at each band's centre
         self.envelope = _lifter(num_mels, ENVELOPE_COEFFICIENTS).to(device)
 
     def _factors(self, name: str, b: int, g: torch.Generator) -> torch.Tensor:
@@ -134,6 +135,26 @@ class Augmenter:
         moved = x + curve[:, None, :] * valid[..., None]
         return torch.where(pick[:, None, None], moved, x)
 
+    def tilt(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Spectral tilt (`args.tilt_share` of the clips): every frame through a first-order filter, the power curve
+        ``+-log(1 + a^2 - 2 a cos w)`` with ``a`` drawn from ``[-args.tilt_max, args.tilt_max]`` and the sign at
+        random: ``y[n] = x[n] - a x[n-1]`` (a > 0 brightens, a < 0 darkens) or its inverse, ``y[n] = x[n] + a
+        y[n-1]``. Unlike the channel transfer, it reaches beyond the training clips' own spectra; the curve's mean
+        over the bands is taken out (the level is `gain`'s)."""
+        b, t, _ = x.shape
+        share = getattr(self.args, "tilt_share", 0.0)
+        if share <= 0:
+            return x  # nothing drawn: runs without it keep their random streams
+        pick = torch.rand(b, device=self.device, generator=g) < share
+        reach = getattr(self.args, "tilt_max", 0.9)
+        a = (torch.rand(b, 1, device=self.device, generator=g) * 2.0 - 1.0) * reach
+        sign = torch.where(torch.rand(b, 1, device=self.device, generator=g) < 0.5, -1.0, 1.0)
+        curve = sign * torch.log(1.0 + a * a - 2.0 * a * self.radians[None])
+        curve = curve - curve.mean(-1, keepdim=True)
+        valid = torch.arange(t, device=self.device)[None] < lengths[:, None]
+        tilted = x + curve[:, None, :] * valid[..., None]
+        return torch.where(pick[:, None, None], tilted, x)
+
     def noise_mix(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Mix in the power domain, at a random SNR, the noise bank or another utterance of the batch (babble)."""
         b, t, m = x.shape
@@ -197,6 +218,7 @@ class Augmenter:
         x, lengths = self.speed(x, lengths, g, tempo_clips)
         x = self.pitch(x, g)
         x = self.channel(x, lengths, g)
+        x = self.tilt(x, lengths, g)
         x = self.reverb(x, g)
         x = self.noise_mix(x, lengths, g)
         gain = torch.empty(x.shape[0], 1, 1, device=self.device).uniform_(-1.0, 1.0, generator=g)
