@@ -424,6 +424,26 @@ def test_tilt_passes_a_clip_through_a_first_order_filter_and_keeps_its_level():
     assert torch.equal(aug.tilt(x, lengths, g)[0, 20:], x[0, 20:])  # padding untouched
 
 
+def test_gain_shifts_each_clip_by_a_level_from_the_asked_range_above_the_floor():
+    torch, _, _ = _torch_model()
+    import types
+
+    import feature_augment
+
+    aug = feature_augment.Augmenter([], torch.device("cpu"), 80, types.SimpleNamespace())  # default: +-1 nat
+    x = -4.0 + 0.3 * torch.randn(256, 10, 80)
+    x[:, :2] = feature_augment.LOG_FLOOR  # digital silence
+    shift = (aug.gain(x, torch.Generator().manual_seed(0)) - x)[:, 2:]
+    torch.testing.assert_close(shift, shift[:, :1, :1].expand_as(shift))  # one level a clip
+    assert 0.9 < float(shift.abs().max()) <= 1.0
+    aug.args.gain = (-3.0, 3.0)
+    y = aug.gain(x, torch.Generator().manual_seed(0))
+    shift = (y - x)[:, 2:, 0]
+    assert float(shift.min()) >= -3.0 and float(shift.max()) <= 3.0
+    assert (shift[:, 0] < -2.0).sum() > 20 and (shift[:, 0] > 2.0).sum() > 20  # the whole range drawn
+    assert float(y.min()) >= feature_augment.LOG_FLOOR - 1e-5  # nothing below the floor (float32)
+
+
 def test_tempo_sources_mark_the_clips_of_the_named_manifests():
     pytest.importorskip("torch")
     import train_torch

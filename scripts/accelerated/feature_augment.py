@@ -53,7 +53,7 @@ class Augmenter:
         self.mel_lo, self.mel_step = lo, (hi - lo) / (num_mels + 1)  # band k is centred on mel_lo + (k+1) * mel_step
         centres = lo + self.mel_step * torch.arange(1, num_mels + 1, dtype=torch.float64)
         self.centers = (700.0 * torch.expm1(centres / 1127.0)).float().to(device)
-        self.radians = (2.0 * math.pi / features.sample_rate * self.centers).cos()  # cos(w) at each band's centre
+        self.cos_w = (2.0 * math.pi / features.sample_rate * self.centers).cos()  # cos(w) at each band's centre
         self.envelope = _lifter(num_mels, ENVELOPE_COEFFICIENTS).to(device)
 
     def _factors(self, name: str, b: int, g: torch.Generator) -> torch.Tensor:
@@ -149,7 +149,7 @@ class Augmenter:
         reach = getattr(self.args, "tilt_max", 0.9)
         a = (torch.rand(b, 1, device=self.device, generator=g) * 2.0 - 1.0) * reach
         sign = torch.where(torch.rand(b, 1, device=self.device, generator=g) < 0.5, -1.0, 1.0)
-        curve = sign * torch.log(1.0 + a * a - 2.0 * a * self.radians[None])
+        curve = sign * torch.log(1.0 + a * a - 2.0 * a * self.cos_w[None])
         curve = curve - curve.mean(-1, keepdim=True)
         valid = torch.arange(t, device=self.device)[None] < lengths[:, None]
         tilted = x + curve[:, None, :] * valid[..., None]
@@ -199,6 +199,13 @@ class Augmenter:
         y = F.conv1d(F.pad(p, (taps, 0)), w, groups=b * m).reshape(b, m, t).transpose(1, 2)
         return torch.where(pick[:, None, None], torch.log(y.clamp(min=1e-12)), x)
 
+    def gain(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Every clip louder or quieter by a shift of its log-mels drawn from `args.gain` (nats; default ±1, about
+        ±4.3 dB), the log floor kept: a recording level."""
+        lo, hi = getattr(self.args, "gain", (-1.0, 1.0))
+        shift = torch.empty(x.shape[0], 1, 1, device=self.device).uniform_(lo, hi, generator=g)
+        return torch.clamp(x + shift, min=LOG_FLOOR)
+
     def spec_augment(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator, fill: torch.Tensor):
         b, t, m = x.shape
         ar_t = torch.arange(t, device=self.device)[None]
@@ -221,6 +228,4 @@ class Augmenter:
         x = self.tilt(x, lengths, g)
         x = self.reverb(x, g)
         x = self.noise_mix(x, lengths, g)
-        gain = torch.empty(x.shape[0], 1, 1, device=self.device).uniform_(-1.0, 1.0, generator=g)
-        x = torch.clamp(x + gain, min=LOG_FLOOR)
-        return x, lengths
+        return self.gain(x, g), lengths

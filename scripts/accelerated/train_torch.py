@@ -22,7 +22,8 @@ another voice pitch; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the sy
 pitch and formants kept; `--channel-share 0.5` moves half the clips' long-term spectral envelope part of the way to
 another clip's of the batch, another microphone, room or timbre; `--tilt-share 0.3` passes 30% of the clips through
 a random first-order filter (`--tilt-max 0.9`: `y[n] = x[n] - a x[n-1]` or its inverse, |a| <= 0.9), brighter or
-darker than any training clip. `--joint-bf16` runs the joint in bfloat16 autocast
+darker than any training clip; `--gain -3 3` draws each clip's level from 13 dB quieter to 13 dB louder (default
+±1 nat, 4.3 dB). `--joint-bf16` runs the joint in bfloat16 autocast
 (the LSTMs, the log-softmax and the loss's recursion stay in float32); `bench_step.py` times a step both ways, and on
 a CPU without bfloat16 instructions (AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200`
 also writes the weights every 200 steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints
@@ -266,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                         "real-train.jsonl=3; a fraction keeps a seeded share, e.g. generated=0.3")
     p.add_argument("--channel-share", type=float, default=0.0, metavar="SHARE",
                    help="share of clips given part of another clip's long-term spectral envelope (a channel transfer)")
+    p.add_argument("--gain", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LO", "HI"),
+                   help="recording level: each clip's log-mels shifted by a draw from [LO, HI] nats (-3 3: about "
+                        "13 dB either way)")
     p.add_argument("--tilt-share", type=float, default=0.0, metavar="SHARE",
                    help="share of clips passed through a random first-order filter (a spectral tilt)")
     p.add_argument("--tilt-max", type=float, default=0.9, metavar="A",
