@@ -130,10 +130,7 @@ class Augmenter:
         other = (torch.arange(b, device=self.device)
                  + torch.randint(1, b, (b,), generator=g, device=self.device)) % b
         part = torch.rand(b, 1, device=self.device, generator=g)
-        curve = part * (spectrum[other] - spectrum)
-        curve = curve - curve.mean(-1, keepdim=True)
-        moved = x + curve[:, None, :] * valid[..., None]
-        return torch.where(pick[:, None, None], moved, x)
+        return self._add_curve(x, valid, pick, part * (spectrum[other] - spectrum))
 
     def tilt(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Spectral tilt (`args.tilt_share` of the clips): every frame through a first-order filter, the power curve
@@ -150,10 +147,15 @@ class Augmenter:
         a = (torch.rand(b, 1, device=self.device, generator=g) * 2.0 - 1.0) * reach
         sign = torch.where(torch.rand(b, 1, device=self.device, generator=g) < 0.5, -1.0, 1.0)
         curve = sign * torch.log(1.0 + a * a - 2.0 * a * self.cos_w[None])
-        curve = curve - curve.mean(-1, keepdim=True)
         valid = torch.arange(t, device=self.device)[None] < lengths[:, None]
-        tilted = x + curve[:, None, :] * valid[..., None]
-        return torch.where(pick[:, None, None], tilted, x)
+        return self._add_curve(x, valid, pick, curve)
+
+    @staticmethod
+    def _add_curve(x: torch.Tensor, valid: torch.Tensor, pick: torch.Tensor, curve: torch.Tensor) -> torch.Tensor:
+        """Add each picked clip's curve over the bands [B, M], less its mean (the level is `gain`'s), to every one
+        of its valid frames."""
+        curve = curve - curve.mean(-1, keepdim=True)
+        return torch.where(pick[:, None, None], x + curve[:, None, :] * valid[..., None], x)
 
     def noise_mix(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Mix in the power domain, at a random SNR, the noise bank or another utterance of the batch (babble)."""
