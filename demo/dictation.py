@@ -388,11 +388,12 @@ def _seconds(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from rnnt.commands.transcribe import positive_int
+    from rnnt.commands.transcribe import add_level_argument, positive_int
 
     p.add_argument("-m", "--model", metavar="BUNDLE", help="model bundle (.tflite); default: the packaged model")
     p.add_argument("--beam", type=positive_int, metavar="N", help=f"beam width; 1 = greedy (default {DEFAULT_BEAM})")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N", help="TFLite threads (default 1)")
+    add_level_argument(p)
     p.add_argument("-d", "--device", metavar="N|NAME", help="input device: index or part of its name (see --list-devices)")
     p.add_argument("-l", "--list-devices", action="store_true", help="list the input devices and exit")
     p.add_argument("-i", "--input-file", metavar="FILE", help="play FILE through the recognizer instead of recording")
@@ -437,13 +438,13 @@ def run(args, *, sd=None, out: TextIO | None = None, err: TextIO | None = None) 
             # check the audio side before the (slower) model load
             sd = sd if sd is not None else import_sounddevice()
             device = resolve_device(input_devices(sd), args.device)
-            recognizer = load_recognizer(args.model, args.beam, args.threads)
+            recognizer = load_recognizer(args.model, args.beam, args.threads, args.level)
             source = MicrophoneSource(device, sd=sd, block_seconds=block_seconds)
         else:
             if not os.path.exists(args.input_file):
                 print(f"{prog}: error: {args.input_file}: no such file", file=err)
                 return 1
-            recognizer = load_recognizer(args.model, args.beam, args.threads)
+            recognizer = load_recognizer(args.model, args.beam, args.threads, args.level)
             source = FileSource(args.input_file, recognizer.sample_rate, block_seconds=block_seconds, pace=args.pace)
         dictation = Dictation(recognizer, Display(out))
         print(f"{prog}: listening to {source.describe()}; Ctrl-C stops", file=err, flush=True)

@@ -62,6 +62,7 @@ class BenchmarkReport:
     load_seconds: float
     peak_rss_mb: float
     utterances: list[UtteranceStats]
+    level: bool = True  # the default level control (a look-ahead of one window at each stream's start)
 
     @property
     def audio_seconds(self) -> float:
@@ -95,6 +96,7 @@ class BenchmarkReport:
             "beam": self.beam,
             "threads": self.num_threads,
             "feed_ms": self.feed_ms,
+            "level": self.level,
             "utterances": len(self.utterances),
             "audio_seconds": round(self.audio_seconds, 3),
             "processing_seconds": round(self.processing_seconds, 4),
@@ -127,7 +129,8 @@ class BenchmarkReport:
 
         lines = [
             f"bundle            {s['bundle']}",
-            f"decoding          beam {s['beam']}, {s['threads']} thread(s), audio fed in {s['feed_ms']:g} ms blocks",
+            f"decoding          beam {s['beam']}, {s['threads']} thread(s), audio fed in {s['feed_ms']:g} ms blocks, "
+            + ("level held from each stream's first window" if s["level"] else "no level control"),
             f"audio             {s['utterances']} utterances, {s['audio_seconds']:.1f} s",
             f"real-time factor  {_fmt(s['rtf_median'])} median per utterance, {_fmt(s['rtf_overall'])} overall "
             f"({s['processing_seconds']:.2f} s processing)",
@@ -229,19 +232,23 @@ def run_benchmark(
     feed_ms: float = 10.0,
     limit: int | None = None,
     progress=None,
+    level: bool = True,
 ) -> BenchmarkReport:
     """Benchmark `bundle` (None: the packaged default model) on the utterances of `manifest` (None: 10 s of
-    synthetic audio). `progress(i, n)` is called after each utterance."""
+    synthetic audio), each a new stream, with the default level control or none (its look-ahead delays the words
+    of a stream's first window). `progress(i, n)` is called after each utterance."""
     from rnnt.audio import load_audio
     from rnnt.bundle import load_interpreter  # noqa: F401  (imported before timing the load)
-    from rnnt.runtime import Recognizer
+    from rnnt.runtime import LevelConfig, Recognizer
 
     try:  # the TFLite runtime is imported on first use: keep that out of the load time
         import ai_edge_litert.interpreter  # noqa: F401
     except ImportError:
         pass
     t0 = time.perf_counter()
-    recognizer = Recognizer(bundle, beam=beam, num_threads=num_threads, endpoint=None)
+    recognizer = Recognizer(
+        bundle, beam=beam, num_threads=num_threads, endpoint=None, level=LevelConfig() if level else None
+    )
     load_seconds = time.perf_counter() - t0
     rate = recognizer.sample_rate
     if manifest is not None:
@@ -271,6 +278,7 @@ def run_benchmark(
         beam=recognizer.decoding.beam,
         num_threads=num_threads,
         feed_ms=feed * 1000.0 / rate,
+        level=level,
         load_seconds=load_seconds,
         peak_rss_mb=peak_rss_mb(),
         utterances=stats,

@@ -465,7 +465,8 @@ def results_markdown(state: dict) -> str:
         "",
         "## Word error rates",
         "",
-        f"Beam {cfg['eval_beam']}, through the runtime (`rnnt eval`), text normalized with `rnnt.text.normalize_text`; "
+        f"Beam {cfg['eval_beam']}, through the runtime (`rnnt eval`, with its default recording-level control, "
+        "`rnnt.level`), text normalized with `rnnt.text.normalize_text`; "
         f"real dev sets whole, the synthetic, speechocean762 and FSDD dev sets' first {cfg['eval_limit_other']} "
         "utterances.",
         "",

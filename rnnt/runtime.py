@@ -23,6 +23,10 @@ streaming front end, and the encoder always runs on whole chunks of `chunk_frame
 one padded with silence after `input_finished`). Check `is_endpoint` after every `decode` (as above) so that
 segment boundaries fall on the same chunk whatever the block size.
 
+Level: by default each stream gets one gain, set from the loud frames of its first 1.5 s window that holds
+speech and held to its end (`rnnt.level`), so a quiet microphone is heard at the level the model was trained
+on. Until the gain is set the stream looks that window ahead, so the first partial result comes 1.5 s later.
+
 Threads: one recognizer serves any number of streams from any number of threads. TFLite interpreters are not
 thread-safe, so the recognizer keeps a pool of interpreters and lends one to each `decode` call (the pool grows
 to the number of threads decoding at once). A stream is a plain state object guarded by its own lock; decode a
@@ -52,6 +56,7 @@ from rnnt.decoding import (
 )
 from rnnt.endpoint import EndpointConfig, detect
 from rnnt.features import FeatureStream
+from rnnt.level import LevelConfig, window_gain
 from rnnt.tokens import TokenTable
 
 __all__ = [
@@ -63,6 +68,7 @@ __all__ = [
     "default_bundle_path",
     "EndpointConfig",
     "DecodingOptions",
+    "LevelConfig",
 ]
 
 
@@ -184,6 +190,12 @@ class Stream:
         self._dec_state = dec_state
         self._enc_frames = 0  # encoder frames decoded since the stream began
         self._segment = 0
+        self._gain: float | None = None if recognizer.level else 0.0  # None until the level is set
+        self._released = 0  # pending frames that may be decoded before the gain is set (windows without speech)
+        self._frames = 0  # feature frames made since the stream began
+        self._held: list[np.ndarray] = []  # audio from the window under test on, until the gain is set
+        self._held_from = 0  # the sample the held audio starts at
+        self._amplitude = 1.0  # the gain as a factor on the samples
 
     # -- input --
     def accept_waveform(self, samples, sample_rate: int) -> None:
@@ -215,10 +227,13 @@ class Stream:
         if not audio.size:
             return
         self._samples += audio.size
-        frames = self._features.accept(audio)
+        if self._gain is None:
+            self._held.append(audio)
+        frames = self._features.accept(audio if self._amplitude == 1.0 else audio * np.float32(self._amplitude))
         if frames.shape[0]:
             self._pending.append(frames)
             self._pending_frames += frames.shape[0]
+            self._frames += frames.shape[0]
 
     # -- state --
     @property
@@ -236,14 +251,67 @@ class Stream:
         """Index of the current segment (increments at each `Recognizer.reset`)."""
         return self._segment
 
+    @property
+    def gain(self) -> float | None:
+        """The recording-level gain in nats of power (0.0 without level control); None until it is set."""
+        return self._gain
+
     def _ready(self, chunk: int) -> bool:
-        return self._pending_frames >= chunk or (self._finished and self._pending_frames > 0)
+        if self._gain is None:
+            self._set_level()
+        decodable = self._pending_frames if self._gain is not None else self._released
+        return decodable >= chunk or (self._finished and decodable > 0)
+
+    def _joined(self) -> np.ndarray:
+        feats = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = [feats]
+        return feats
+
+    def _set_level(self) -> None:
+        """Look at each whole window after the released frames: the first with speech sets the gain, one
+        without is released to be decoded as it is. At the end of the input the rest is the last window."""
+        cfg, window = self._rec.level, self._rec.level_frames
+        while self._gain is None:
+            waiting = self._pending_frames - self._released
+            if waiting < window and not self._finished:
+                return
+            feats = self._joined() if self._pending else np.zeros((0, 0), np.float32)
+            gain = window_gain(feats[self._released : self._released + window], cfg)
+            if gain is not None or waiting <= window:
+                self._apply_gain(0.0 if gain is None else gain)
+            else:
+                self._released += window
+                self._drop_held(self._frames - waiting + window)
+
+    def _drop_held(self, first_frame: int) -> None:
+        """Keep the held audio from the start of `first_frame` on."""
+        start = first_frame * self._rec.feature_config.hop_length
+        audio = np.concatenate(self._held) if self._held else np.zeros(0, np.float32)
+        self._held = [audio[start - self._held_from :]]
+        self._held_from = start
+
+    def _apply_gain(self, gain: float) -> None:
+        """Set the gain: the frames from the window under test on are made again from the audio so scaled
+        (exactly the features of a louder recording), and so is everything after."""
+        self._gain = gain
+        if gain != 0.0:
+            first = self._frames - self._pending_frames + self._released
+            self._drop_held(first)
+            self._amplitude = float(np.exp(gain / 2.0))
+            self._features = FeatureStream(self._rec.feature_config)
+            scaled = self._features.accept(self._held[0] * np.float32(self._amplitude))
+            kept = self._joined()[: self._released] if self._pending else np.zeros((0, scaled.shape[1]), np.float32)
+            self._pending = [part for part in (kept, scaled) if part.shape[0]]
+            self._pending_frames = kept.shape[0] + scaled.shape[0]
+        self._held = []
 
     def _take_chunk(self, chunk: int, pad_value: float, num_mels: int) -> np.ndarray:
-        feats = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        feats = self._joined()
         out, rest = feats[:chunk], feats[chunk:]
         self._pending = [rest] if rest.shape[0] else []
         self._pending_frames = rest.shape[0]
+        if self._gain is None:
+            self._released -= out.shape[0]
         if out.shape[0] < chunk:
             out = np.concatenate([out, np.full((chunk - out.shape[0], num_mels), pad_value, np.float32)])
         return np.ascontiguousarray(out, dtype=np.float32)
@@ -285,6 +353,8 @@ class Recognizer:
       num_threads: TFLite threads per interpreter.
       endpoint: endpoint rules (`rnnt.endpoint.EndpointConfig`); None never reports an endpoint.
       decoding: other search settings (`rnnt.decoding.DecodingOptions`); `beam` overrides its beam.
+      level: the recording-level control (`rnnt.level.LevelConfig`: one gain a stream, from its first window of
+        speech); None feeds the audio at the level it comes.
     """
 
     def __init__(
@@ -294,6 +364,7 @@ class Recognizer:
         num_threads: int = 1,
         endpoint: EndpointConfig | None = EndpointConfig(),
         decoding: DecodingOptions | None = None,
+        level: LevelConfig | None = LevelConfig(),
     ) -> None:
         from rnnt.bundle import TFLiteStepModel
 
@@ -315,6 +386,7 @@ class Recognizer:
             beam,
             endpoint,
             decoding,
+            level,
         )
         self.load_seconds = load_seconds
 
@@ -327,6 +399,7 @@ class Recognizer:
         beam: int | None = None,
         endpoint: EndpointConfig | None = EndpointConfig(),
         decoding: DecodingOptions | None = None,
+        level: LevelConfig | None = LevelConfig(),
     ) -> "Recognizer":
         """A recognizer over any `StepModel` (e.g. `rnnt.model.TFStepModel` of a training checkpoint).
 
@@ -341,10 +414,10 @@ class Recognizer:
         self.bundle_path = None
         self.num_threads = 1
         self.metadata = getattr(first, "metadata", None)
-        self._setup(factory, first, tokens, features, beam, endpoint, decoding)
+        self._setup(factory, first, tokens, features, beam, endpoint, decoding, level)
         return self
 
-    def _setup(self, factory, first, tokens, features, beam, endpoint, decoding) -> None:
+    def _setup(self, factory, first, tokens, features, beam, endpoint, decoding, level) -> None:
         options = decoding or DecodingOptions()
         if beam is not None:
             options = replace(options, beam=beam)
@@ -360,6 +433,11 @@ class Recognizer:
         if features.num_mels != self.model_config.num_mels:
             raise ValueError(f"features have {features.num_mels} mels but the model expects {self.model_config.num_mels}")
         self.sample_rate = features.sample_rate
+        if level is not None and not isinstance(level, LevelConfig):
+            raise TypeError(f"level must be a LevelConfig or None, got {type(level).__name__}")
+        self.level = level
+        window = level.window_seconds * features.sample_rate / features.hop_length if level else 0.0
+        self.level_frames = max(1, round(window)) if level else 0  # frames looked at before the gain is set
         self.frame_seconds = frame_seconds(self.model_config, features)
         self._pad_value = float(np.log(features.log_floor))
         self._initial_enc_state = np.array(first.initial_encoder_state(), np.float32)
@@ -404,8 +482,8 @@ class Recognizer:
             return detect(self.endpoint, st.frames_decoded, st.last_emission_frame, self.frame_seconds, st.start_frame)
 
     def reset(self, stream: Stream) -> None:
-        """Start a new segment (after an endpoint): the search starts afresh; buffered audio, the encoder state
-        and the time axis carry on, so later times stay absolute."""
+        """Start a new segment (after an endpoint): the search starts afresh; buffered audio, the encoder state,
+        the level's gain and the time axis carry on, so later times stay absolute."""
         with stream._lock, self._pool.lend() as (_, decoder):
             stream._dec_state = decoder.start(stream._enc_frames)
             stream._segment += 1

@@ -271,16 +271,22 @@ def test_runtime_runs_without_tensorflow(rec, tmp_path):
 def test_bench_command(trained_bundle, tone_manifest, capsys):
     from rnnt.cli import main
 
-    assert main(["bench", "--model", trained_bundle, "--manifest", tone_manifest, "--limit", "2", "--json"]) == 0
+    args = ["bench", "--model", trained_bundle, "--manifest", tone_manifest, "--limit", "2", "--json"]
+    assert main([*args, "--no-level"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["utterances"] == 2 and report["beam"] == DEFAULT_BEAM and report["threads"] == 1
     assert 0 < report["rtf_overall"] < 1 and 0 < report["rtf_median"] < 1
     assert report["peak_rss_mb"] > 10 and 0 < report["load_seconds"] < 10
-    assert report["words_timed"] >= 4
+    assert report["words_timed"] >= 4 and report["level"] is False
     assert 0 <= report["latency_median_s"] < 0.5  # a word shows within a chunk or two of its end
     assert report["latency_with_processing_median_s"] >= report["latency_median_s"]
     texts = [u["text"] for u in report["per_utterance"]]
     assert texts == [u["reference"] for u in report["per_utterance"]]
+    # the level control looks 1.5 s ahead at a stream's start: the words of these short clips come later
+    assert main(args) == 0
+    held = json.loads(capsys.readouterr().out)
+    assert held["level"] is True and [u["text"] for u in held["per_utterance"]] == texts
+    assert held["latency_median_s"] > report["latency_median_s"] + 0.3
 
 
 def test_bench_script_runs_without_tensorflow(trained_bundle, tone_manifest):

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from rnnt.commands.argtypes import positive_float, positive_int
+from rnnt.commands.transcribe import add_level_argument
 from rnnt.decoding import DEFAULT_BEAM
 
 DESCRIPTION = """\
@@ -34,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--feed-ms", type=positive_float, default=10.0, help="audio block size fed at a time (default 10 ms)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N utterances")
     p.add_argument("--json", action="store_true", help="print the report as JSON (with per-utterance figures)")
+    add_level_argument(p)
     p.set_defaults(run=run)
     return p
 
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_benchmark(
             args.model, args.manifest, beam=args.beam, num_threads=args.threads, feed_ms=args.feed_ms,
-            limit=args.limit,
+            limit=args.limit, level=args.level,
         )
     except NoDefaultModelError as e:
         raise UsageError(str(e)) from None

@@ -103,7 +103,7 @@ def run(args) -> int:
         utterances = utterances[: args.limit]
     if not utterances:
         raise UsageError(f"{args.manifest}: the manifest holds no utterances")
-    recognizer = load_recognizer(args.model, args.beam, args.threads)
+    recognizer = load_recognizer(args.model, args.beam, args.threads, args.level)
 
     inputs = [Input(u.audio) for u in utterances]
     total = sum(u.duration for u in utterances)

@@ -59,13 +59,21 @@ exit status: 0 all inputs transcribed, 1 some inputs failed (one line each on st
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """--model, --beam, --threads, --jobs (shared with `rnnt eval`)."""
+    """--model, --beam, --threads, --no-level, --jobs (shared with `rnnt eval`)."""
     p.add_argument("-m", "--model", metavar="BUNDLE", help="model bundle (.tflite); default: the packaged model")
     p.add_argument("--beam", type=positive_int, metavar="N", help=f"beam width; 1 = greedy (default {DEFAULT_BEAM})")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N", help="TFLite threads per decoder (default 1)")
+    add_level_argument(p)
     p.add_argument(
         "-j", "--jobs", type=positive_int, default=1, metavar="N",
         help="inputs decoded in parallel, sharing one model (default 1); output order stays input order",
+    )
+
+
+def add_level_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-level", dest="level", action="store_false",
+        help="feed the audio at the level it comes (default: one gain, set from the first 1.5 s of speech and held)",
     )
 
 
@@ -104,14 +112,15 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
 # -- shared by transcribe and eval ----------------------------------------------------------------------------
 
 
-def load_recognizer(model: str | None, beam: int | None = None, threads: int = 1):
-    """A `Recognizer`; a model that cannot be used (or no default model) raises UsageError (exit 2)."""
+def load_recognizer(model: str | None, beam: int | None = None, threads: int = 1, level: bool = True):
+    """A `Recognizer` (with the default level control, or none); a model that cannot be used (or no default
+    model) raises UsageError (exit 2)."""
     from rnnt.bundle import BundleError
     from rnnt.cli import UsageError
-    from rnnt.runtime import NoDefaultModelError, Recognizer
+    from rnnt.runtime import LevelConfig, NoDefaultModelError, Recognizer
 
     try:
-        return Recognizer(model, beam=beam, num_threads=threads)
+        return Recognizer(model, beam=beam, num_threads=threads, level=LevelConfig() if level else None)
     except NoDefaultModelError as e:
         raise UsageError(str(e)) from None
     except BundleError as e:
@@ -316,7 +325,7 @@ def run(args) -> int:
             f"--format {args.format} holds one input per file and there are several inputs: "
             f"give a folder, -o DIR/, for one file per input"
         )
-    recognizer = load_recognizer(args.model, args.beam, args.threads)
+    recognizer = load_recognizer(args.model, args.beam, args.threads, args.level)
 
     out_file: TextIO | None = None
     if folder is not None:
