@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LevelConfig", "loud_level", "window_gain"]
+from rnnt.config import FeatureConfig
+
+__all__ = ["LevelConfig", "loud_level", "window_gain", "window_frames", "stream_gain"]
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,17 @@ def window_gain(features: np.ndarray, cfg: LevelConfig) -> float | None:
         return float(max(cfg.high - loud, -cfg.max_cut))
     return 0.0
 
+
+def window_frames(cfg: LevelConfig, features: FeatureConfig) -> int:
+    """Feature frames in one window of `cfg.window_seconds`."""
+    return max(1, round(cfg.window_seconds * features.sample_rate / features.hop_length))
+
+
+def stream_gain(features: np.ndarray, cfg: LevelConfig, window: int) -> float:
+    """The gain a whole stream of log-mel features gets (as `rnnt.runtime.Stream` sets it): its first window of
+    `window` frames from the start that holds speech (the last window is what remains), 0.0 when none does."""
+    for start in range(0, features.shape[0], window):
+        gain = window_gain(features[start : start + window], cfg)
+        if gain is not None:
+            return gain
+    return 0.0

@@ -56,7 +56,7 @@ from rnnt.decoding import (
 )
 from rnnt.endpoint import EndpointConfig, detect
 from rnnt.features import FeatureStream
-from rnnt.level import LevelConfig, window_gain
+from rnnt.level import LevelConfig, window_frames, window_gain
 from rnnt.tokens import TokenTable
 
 __all__ = [
@@ -436,8 +436,7 @@ class Recognizer:
         if level is not None and not isinstance(level, LevelConfig):
             raise TypeError(f"level must be a LevelConfig or None, got {type(level).__name__}")
         self.level = level
-        window = level.window_seconds * features.sample_rate / features.hop_length if level else 0.0
-        self.level_frames = max(1, round(window)) if level else 0  # frames looked at before the gain is set
+        self.level_frames = window_frames(level, features) if level else 0  # frames looked at before the gain is set
         self.frame_seconds = frame_seconds(self.model_config, features)
         self._pad_value = float(np.log(features.log_floor))
         self._initial_enc_state = np.array(first.initial_encoder_state(), np.float32)

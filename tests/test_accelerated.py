@@ -446,6 +446,30 @@ def test_gain_shifts_each_clip_by_a_level_from_the_asked_range_above_the_floor()
     assert float(y.min()) >= feature_augment.LOG_FLOOR - 1e-5  # nothing below the floor (float32)
 
 
+def test_level_brings_each_clip_where_the_runtime_would_and_keeps_digital_silence():
+    torch, _, _ = _torch_model()
+    import feature_augment
+    from rnnt.features import log_mel
+    from rnnt.level import LevelConfig, stream_gain
+
+    rng = np.random.default_rng(0)
+    t = np.arange(32000) / 16000
+    sound = np.maximum(0.0, np.sin(2 * np.pi * 4 * t)) ** 2 * rng.standard_normal(t.size)
+    speech = (sound + 1e-3 * rng.standard_normal(t.size)).astype(np.float32)
+    clips = np.stack([log_mel(a * speech) for a in (0.001, 0.04, 0.1)])  # quiet, within the band, loud
+    clips[0, :30] = feature_augment.LOG_FLOOR  # digital silence ahead of the quiet clip
+    clips[1, 100:] = 5.0  # past the middle clip's length: padding, which must not count
+    lengths = torch.tensor([clips.shape[1], 100, clips.shape[1]])
+    out = feature_augment.level_features(torch.tensor(clips), lengths).numpy()
+    gains = [stream_gain(c[:n], LevelConfig(), 150) for c, n in zip(clips, lengths.tolist())]
+    assert gains[0] > 3.0 and gains[1] == 0.0 and -2.0 <= gains[2] < -0.5
+    floor = feature_augment.LOG_FLOOR
+    for clip, leveled, gain in zip(clips, out, gains):  # each band shifted by the clip's gain, none below the floor
+        expected = np.where(clip <= floor + 1e-3, clip, np.maximum(clip + gain, floor))
+        np.testing.assert_allclose(leveled, expected, atol=1e-5)
+    assert (out[0, :30] == floor).all()
+
+
 def test_tempo_sources_mark_the_clips_of_the_named_manifests():
     pytest.importorskip("torch")
     import train_torch
@@ -567,7 +591,7 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     first = torch.load(tmp_path / "state" / "state.pt")
     assert first["step"] == 3 and first["warmup"] == [0, 2]
     capsys.readouterr()
-    assert train_torch.main(common + ["--total-steps", "5", "--joint-bf16"]) == 0
+    assert train_torch.main(common + ["--total-steps", "5", "--joint-bf16", "--level"]) == 0  # the level rule too
     assert "resumed full state at step 3" in capsys.readouterr().err
     second = torch.load(tmp_path / "state" / "state.pt")
     assert second["step"] == 5

@@ -7,7 +7,7 @@ import pytest
 
 from rnnt.config import FeatureConfig, ModelConfig
 from rnnt.features import log_mel
-from rnnt.level import LevelConfig, loud_level, window_gain
+from rnnt.level import LevelConfig, loud_level, stream_gain, window_gain
 from rnnt.runtime import Recognizer
 
 FEATURES = FeatureConfig(num_mels=20)
@@ -130,6 +130,7 @@ def test_the_gain_waits_for_a_window_of_speech():
     while rec.is_ready(stream):
         rec.decode(stream)
     assert stream.gain == pytest.approx(window_gain(log_mel(x, FEATURES)[200:300], cfg), abs=1e-6)
+    assert stream.gain == pytest.approx(stream_gain(log_mel(x, FEATURES), cfg, 100), abs=1e-6)  # the offline rule
     assert stream.gain > 2.0
     heard = model.features()
     np.testing.assert_array_equal(heard[:200], log_mel(x, FEATURES)[:200])  # the released windows as they were

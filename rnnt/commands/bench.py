@@ -14,7 +14,9 @@ Stream each utterance of a manifest through the runtime on one thread, feeding a
 application would, and print: real-time factor (processing seconds per audio second; median over utterances
 and overall), peak memory (peak RSS), model load time, and the delay from the end of each word in the audio to
 its first appearance in a partial result (median and 90th percentile; also with the processing time added).
-Without --manifest, 10 s of synthetic audio is used (no latency figures unless words are recognized).
+Without --manifest, 10 s of synthetic audio is used (no latency figures unless words are recognized). Each
+utterance is a new stream: with the default level control it looks 1.5 s ahead until it has heard speech, which
+delays the words of its first window (--no-level measures without it).
 """
 
 

@@ -17,8 +17,20 @@ import torch
 import torch.nn.functional as F
 
 from rnnt.config import FeatureConfig
+from rnnt.level import LevelConfig, stream_gain, window_frames
 
 LOG_FLOOR = math.log(1e-6)
+
+
+def level_features(x: torch.Tensor, lengths: torch.Tensor, cfg: LevelConfig = LevelConfig(),
+                   features: FeatureConfig = FeatureConfig()) -> torch.Tensor:
+    """Each clip of a batch [B, T, M] at the level the runtime's level control gives it (`rnnt.level.stream_gain`
+    on its frames), a shift of its log-mels; bands at the floor stay there (digital silence stays silent)."""
+    window = window_frames(cfg, features)
+    frames = x.detach().float().cpu().numpy()
+    gains = [stream_gain(clip[:n], cfg, window) for clip, n in zip(frames, lengths.tolist())]
+    shift = torch.tensor(gains, dtype=x.dtype, device=x.device)[:, None, None]
+    return torch.where(x <= LOG_FLOOR + 1e-3, x, torch.clamp(x + shift, min=LOG_FLOOR))
 
 
 def _mel(hz: torch.Tensor) -> torch.Tensor:
@@ -230,4 +242,5 @@ class Augmenter:
         x = self.tilt(x, lengths, g)
         x = self.reverb(x, g)
         x = self.noise_mix(x, lengths, g)
-        return self.gain(x, g), lengths
+        x = self.gain(x, g)
+        return (level_features(x, lengths) if getattr(self.args, "level", False) else x), lengths

@@ -23,7 +23,8 @@ pitch and formants kept; `--channel-share 0.5` moves half the clips' long-term s
 another clip's of the batch, another microphone, room or timbre; `--tilt-share 0.3` passes 30% of the clips through
 a random first-order filter (`--tilt-max 0.9`: `y[n] = x[n] - a x[n-1]` or its inverse, |a| <= 0.9), brighter or
 darker than any training clip; `--gain -3 3` draws each clip's level from 13 dB quieter to 13 dB louder (default
-±1 nat, 4.3 dB). `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's
+±1 nat, 4.3 dB); `--level` then brings each clip to the level the runtime's level control would (`rnnt.level`), so
+training sees what the runtime feeds the network. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's
 recursion stay in float32); `bench_step.py` times a step both ways, and on a CPU without bfloat16 instructions
 (AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200` also writes the weights every 200
 steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along a run.
@@ -46,7 +47,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-from feature_augment import LOG_FLOOR, Augmenter  # noqa: E402
+from feature_augment import LOG_FLOOR, Augmenter, level_features  # noqa: E402
 from import_weights import read_weights, write_weights  # noqa: E402  (numpy only, like rnnt.metrics)
 from rnnt.data.batching import plan_batches  # noqa: E402
 from rnnt.metrics import align_counts  # noqa: E402
@@ -145,6 +146,8 @@ def evaluate(model: Transducer, data: dict, dev: list[int], args, device) -> dic
     for k in range(0, len(dev), 64):
         idx = dev[k:k + 64]
         x, flen = feature_batch([data["feats"][i] for i in idx], args, device, fs)
+        if getattr(args, "level", False):
+            x = level_features(x, flen)
         labels, ulen = pad_batch([data["tokens"][i] for i in idx], np.int64)
         labels, ulen_t = torch.as_tensor(labels, device=device), torch.as_tensor(ulen, device=device)
         enc = model.encode(x)
@@ -269,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gain", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LO", "HI"),
                    help="recording level: each clip's log-mels shifted by a draw from [LO, HI] nats (-3 3: about "
                         "13 dB either way)")
+    p.add_argument("--level", action="store_true",
+                   help="after the gain, each clip at the level the runtime's level control gives it (rnnt.level; "
+                        "the dev losses too)")
     p.add_argument("--tilt-share", type=float, default=0.0, metavar="SHARE",
                    help="share of clips passed through a random first-order filter (a spectral tilt)")
     p.add_argument("--tilt-max", type=float, default=0.9, metavar="A",
