@@ -300,7 +300,7 @@ class Stream:
             self._amplitude = float(np.exp(gain / 2.0))
             self._features = FeatureStream(self._rec.feature_config)
             scaled = self._features.accept(self._held[0] * np.float32(self._amplitude))
-            kept = self._joined()[: self._released] if self._pending else np.zeros((0, scaled.shape[1]), np.float32)
+            kept = self._joined()[: self._released]  # a gain comes from a window of speech: frames are pending
             self._pending = [part for part in (kept, scaled) if part.shape[0]]
             self._pending_frames = kept.shape[0] + scaled.shape[0]
         self._held = []

@@ -24,10 +24,11 @@ another clip's of the batch, another microphone, room or timbre; `--tilt-share 0
 a random first-order filter (`--tilt-max 0.9`: `y[n] = x[n] - a x[n-1]` or its inverse, |a| <= 0.9), brighter or
 darker than any training clip; `--gain -3 3` draws each clip's level from 13 dB quieter to 13 dB louder (default
 ±1 nat, 4.3 dB); `--level` then brings each clip to the level the runtime's level control would (`rnnt.level`), so
-training sees what the runtime feeds the network. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and the loss's
-recursion stay in float32); `bench_step.py` times a step both ways, and on a CPU without bfloat16 instructions
-(AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200` also writes the weights every 200
-steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along a run.
+training sees what the runtime feeds the network. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs,
+the log-softmax and the loss's recursion stay in float32); `bench_step.py` times a step both ways, and on a CPU
+without bfloat16 instructions (AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200` also
+writes the weights every 200 steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along
+a run.
 """
 
 from __future__ import annotations
