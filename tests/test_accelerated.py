@@ -591,7 +591,8 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     first = torch.load(tmp_path / "state" / "state.pt")
     assert first["step"] == 3 and first["warmup"] == [0, 2]
     capsys.readouterr()
-    assert train_torch.main(common + ["--total-steps", "5", "--joint-bf16", "--level"]) == 0  # the level rule too
+    # the level rule and the two-view consistency loss too
+    assert train_torch.main(common + ["--total-steps", "5", "--joint-bf16", "--level", "--consistency", "0.2"]) == 0
     assert "resumed full state at step 3" in capsys.readouterr().err
     second = torch.load(tmp_path / "state" / "state.pt")
     assert second["step"] == 5
@@ -1118,3 +1119,45 @@ def test_screen_weights_decodes_an_ensemble_of_folders_with_their_own_bundles(tm
     capsys.readouterr()
     assert screen_weights.main(folders + common + ["--mean", "0", "--ensemble", "--combine", "prob"]) == 0
     assert "ens-run0" not in capsys.readouterr().out.split("(WER, CER %)")[1].split("best on")[0]  # done already
+
+
+def test_paired_views_share_the_time_warp_and_draw_their_own_frequency_warp():
+    torch, _, _ = _torch_model()
+    import types
+
+    import feature_augment
+
+    args = types.SimpleNamespace(speed=(0.85, 1.15), vtlp=(0.8, 1.25))
+    aug = feature_augment.Augmenter([], torch.device("cpu"), 80, args)
+    x = torch.full((3, 60, 80), -10.0)
+    x[:, :, 30] = 0.0
+    x[:, 20:, :] = -12.0  # a time edge to locate
+    twice, lengths = torch.cat([x, x]), torch.tensor([60, 50, 40] * 2)
+    y, new_lengths = aug.speed(twice, lengths, torch.Generator().manual_seed(3), paired=True)
+    assert new_lengths[:3].tolist() == new_lengths[3:].tolist()
+    edge = (y[..., 0] < -11).float().argmax(1)  # first frame past the edge: where the time warp put it
+    assert edge[:3].tolist() == edge[3:].tolist()
+    peaks = y[:, 5].argmax(-1)
+    assert peaks[:3].tolist() != peaks[3:].tolist()  # the views' spectra moved by their own factors
+    _, unpaired = aug.speed(twice, lengths, torch.Generator().manual_seed(3))
+    assert unpaired[:3].tolist() != unpaired[3:].tolist()
+
+
+def test_consistency_kl_is_zero_for_agreeing_views_and_grows_with_disagreement():
+    torch, _, _ = _torch_model()
+    from train_torch import consistency_kl
+
+    a = torch.randn(2, 7, 5).log_softmax(-1)
+    lengths = torch.tensor([7, 4, 7, 4])
+    assert float(consistency_kl(torch.cat([a, a]), lengths)) == pytest.approx(0.0, abs=1e-6)
+    b = (a + 0.5 * torch.randn_like(a)).log_softmax(-1)
+    c = (a + 2.0 * torch.randn_like(a)).log_softmax(-1)
+    near, far = consistency_kl(torch.cat([a, b]), lengths), consistency_kl(torch.cat([a, c]), lengths)
+    assert 0 < float(near) < float(far)
+    junk = torch.cat([a, b]).clone()
+    junk[1, 4:] = torch.randn(3, 5).log_softmax(-1)  # frames past clip 1's length do not count
+    junk[3, 4:] = torch.randn(3, 5).log_softmax(-1)
+    assert float(consistency_kl(junk, lengths)) == pytest.approx(float(near), rel=1e-5)
+    both = torch.cat([a, b]).requires_grad_(True)
+    consistency_kl(both, lengths).backward()
+    assert both.grad[:2].abs().sum() > 0 and both.grad[2:].abs().sum() > 0  # each view pulled toward the other

@@ -28,7 +28,10 @@ training sees what the runtime feeds the network. `--joint-bf16` runs the joint 
 the log-softmax and the loss's recursion stay in float32); `bench_step.py` times a step both ways, and on a CPU
 without bfloat16 instructions (AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200` also
 writes the weights every 200 steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along
-a run.
+a run. `--consistency 0.2` trains each batch as two views of its clips, one time warp and every other augmentation
+drawn for each, and adds 0.2 times the symmetric KL between the views' CTC posteriors (`consistency_kl`): the
+encoder learns what the two voices, channels and masks share. A step then costs twice the clips' work; the logged
+audio rate counts each clip once.
 """
 
 from __future__ import annotations
@@ -184,6 +187,18 @@ def lr_at(step: int, args, time_share: float | None = None) -> float:
     return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * progress))
 
 
+def consistency_kl(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The two views' disagreement (``--consistency``): log_probs [2n, T, V] of views A then B of n clips, lengths
+    [2n]. Each view's posteriors against the other's held fixed, KL(B' || A) + KL(A' || B) summed over the vocabulary
+    and the valid frames of the n pairs (as CR-CTC, Yao et al. 2024, does for CTC)."""
+    n = log_probs.shape[0] // 2
+    a, b = log_probs[:n], log_probs[n:]
+    kl = (F.kl_div(a, b.detach(), log_target=True, reduction="none")
+          + F.kl_div(b, a.detach(), log_target=True, reduction="none")).sum(-1)
+    valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None] < lengths[:n, None]
+    return (kl * valid).sum()
+
+
 def save_state(path: str, model: Transducer, opt, step: int, epoch: int, position: int, args) -> None:
     """The full training state (weights, optimizer, where in the schedule and the epoch's plan), atomically."""
     tmp = path + ".tmp"
@@ -252,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--joint-bf16", action="store_true",
                    help="run the joint (and the pruned loss's whole-lattice pass) in bfloat16 autocast, the "
                         "log-softmax and the recursion in float32 (bench_step.py times it against float32)")
+    p.add_argument("--consistency", type=float, default=0.0, metavar="W",
+                   help="train each batch as two views of its clips (their own frequency warps, channel, noise, "
+                        "reverberation, gain and masks; one time warp) and add W times the symmetric KL between the "
+                        "views' CTC posteriors; halve --batch-seconds and --max-batch to keep a step's size")
     p.add_argument("--ctc-only-steps", type=int, default=0, help="train the encoder on CTC alone this long first")
     p.add_argument("--dropout", type=float, default=0.15)
     p.add_argument("--speed", type=float, nargs=2, default=(0.85, 1.15))
@@ -379,7 +398,11 @@ def main(argv: list[str] | None = None) -> int:
             idx = train[batch]
             x, flen_t = feature_batch([data["feats"][i] for i in idx], args, device)
             audio_seconds += float(flen_t.sum()) / 100
-            x, flen_t = aug(x, flen_t, gen, None if tempo_clips is None else torch.as_tensor(tempo_clips[idx]))
+            paired = args.consistency > 0
+            if paired:
+                idx = np.concatenate([idx, idx])
+                x, flen_t = torch.cat([x, x]), torch.cat([flen_t, flen_t])
+            x, flen_t = aug(x, flen_t, gen, None if tempo_clips is None else torch.as_tensor(tempo_clips[idx]), paired)
             pad = (-x.shape[1]) % fs
             x = F.pad(x, (0, 0, 0, pad), value=LOG_FLOOR)
             # SpecAugment on normalized features, masks set to the mean (0 after normalization)
@@ -397,10 +420,14 @@ def main(argv: list[str] | None = None) -> int:
                     dropped += int((~held).sum())
                 else:
                     nll = rnnt_nll(model.lattice(enc, model.predict(labels)), labels, tlen, ulen_t)
-            ctc = F.ctc_loss(model.ctc_head(enc).log_softmax(-1).transpose(0, 1), labels, tlen, ulen_t,
-                             blank=0, reduction="none", zero_infinity=True)
+            ctc_log_probs = model.ctc_head(enc).log_softmax(-1)
+            ctc = F.ctc_loss(ctc_log_probs.transpose(0, 1), labels, tlen, ulen_t, blank=0, reduction="none",
+                             zero_infinity=True)
             tokens = ulen_t.sum().clamp(min=1)
             loss = ((nll.sum() if transducer else 0.0) + (args.ctc_weight if transducer else 1.0) * ctc.sum()) / tokens
+            if paired:
+                disagreement = consistency_kl(ctc_log_probs, tlen) / tokens
+                loss = loss + args.consistency * disagreement
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, args, time_share())
             opt.zero_grad(set_to_none=True)
@@ -421,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
                        "minutes": round((now - t_start) / 60, 2)}
                 if args.prune:
                     rec["outside_band"] = dropped
+                if paired:
+                    rec["consistency_per_token"] = round(float(disagreement), 4)
                 print(json.dumps(rec), file=sys.stderr, flush=True)
                 log.write(json.dumps(rec) + "\n")
             if args.snapshot_every and step % args.snapshot_every == 0:
