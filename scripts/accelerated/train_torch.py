@@ -388,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     audio_seconds, t0, avg = 0.0, time.time(), None
     last_log = (t0, 0.0)  # time and audio seconds at the last log line, for the recent rate
     dropped = 0  # utterances the pruned loss's band could not hold (counted 0)
+    paired = args.consistency > 0  # each batch as two views of its clips
     done = False
     saved = time.time()
     while not done:
@@ -398,7 +399,6 @@ def main(argv: list[str] | None = None) -> int:
             idx = train[batch]
             x, flen_t = feature_batch([data["feats"][i] for i in idx], args, device)
             audio_seconds += float(flen_t.sum()) / 100
-            paired = args.consistency > 0
             if paired:
                 idx = np.concatenate([idx, idx])
                 x, flen_t = torch.cat([x, x]), torch.cat([flen_t, flen_t])
