@@ -61,7 +61,8 @@ def _tiny_work(tmp_path, train_texts):
         for i, text in enumerate(texts):
             audio = corpus / f"{name}-{i}.wav"
             _clip(str(audio), 0.5 + 0.1 * i, seed=hash((name, i)) % 1000)
-            rows[name].append({"audio": audio.name, "text": text, "duration": 0.5 + 0.1 * i, "id": f"{name}-{i}"})
+            rows[name].append({"audio": audio.name, "text": text, "duration": 0.5 + 0.1 * i, "id": f"{name}-{i}",
+                               "speaker": f"voice-{i % 2}"})
         _write_manifest(corpus / f"{name}.jsonl", rows[name])
     (corpus / "mix.json").write_text(json.dumps(
         {"train": [{"manifest": "train.jsonl", "share": 1.0}], "dev": ["dev.jsonl"], "babble": "babble.jsonl"}))
@@ -592,10 +593,13 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     assert first["step"] == 3 and first["warmup"] == [0, 2]
     capsys.readouterr()
     # the level rule and the two-view consistency loss too
-    assert train_torch.main(common + ["--total-steps", "5", "--joint-bf16", "--level", "--consistency", "0.2"]) == 0
-    assert "resumed full state at step 3" in capsys.readouterr().err
+    # and a speaker adversary, its head kept in the full state
+    assert train_torch.main(common + ["--total-steps", "5", "--joint-bf16", "--level", "--consistency", "0.2",
+                                      "--speaker-adversary", "0.1", "--speaker-corpus", str(work / "corpus")]) == 0
+    err = capsys.readouterr().err
+    assert "resumed full state at step 3" in err and "speakers: 2, 100.0% of the training clips named" in err
     second = torch.load(tmp_path / "state" / "state.pt")
-    assert second["step"] == 5
+    assert second["step"] == 5 and second["adversary"]["head"]["out.weight"].shape[0] == 2
     assert (second["epoch"], second["position"]) != (first["epoch"], first["position"])
     assert json.loads((tmp_path / "out" / "train.json").read_text())["step"] == 5
     # --snapshot-every 2: the weights of steps 2 and 4 beside the final ones, each a run average_weights.py takes
@@ -606,6 +610,59 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     assert n == 4 and final.keys() == step4.keys() and any(not np.array_equal(final[k], step4[k]) for k in final)
     assert (tmp_path / "out" / "snapshots" / "step-2" / "model.json").read_text() == (
         tmp_path / "out" / "model.json").read_text()
+
+
+def test_gradient_reversal_passes_values_and_hands_back_the_scaled_opposite_gradient():
+    torch = pytest.importorskip("torch")
+    from speaker_adversary import reverse_gradient
+
+    x = torch.randn(3, 4, requires_grad=True)
+    y = reverse_gradient(x, 0.25)
+    assert torch.equal(y, x)
+    (y * torch.arange(4.0)).sum().backward()
+    assert torch.allclose(x.grad, -0.25 * torch.arange(4.0).expand(3, 4))
+
+
+def test_speaker_adversary_counts_valid_frames_of_named_speakers_and_reverses_the_encoders_gradient():
+    torch = pytest.importorskip("torch")
+    from speaker_adversary import SpeakerAdversary
+
+    torch.manual_seed(0)
+    head = SpeakerAdversary(8, 3, hidden=16)
+    enc = torch.randn(3, 5, 8, requires_grad=True)
+    lengths, speaker = torch.tensor([5, 2, 4]), torch.tensor([2, 0, -1])  # the third clip's speaker unknown
+    ce, acc = head(enc, lengths, speaker, 0.5)
+    logits = head.out(torch.relu(head.hidden(enc)))
+    expected = torch.cat([torch.nn.functional.cross_entropy(logits[0], torch.full((5,), 2), reduction="none"),
+                          torch.nn.functional.cross_entropy(logits[1, :2], torch.zeros(2, dtype=torch.long),
+                                                            reduction="none")]).mean()
+    assert ce.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert 0.0 <= acc.item() <= 1.0 and (acc * 7).item() == pytest.approx(round((acc * 7).item()))
+    reversed_grad = torch.autograd.grad(ce, enc, retain_graph=True)[0]
+    plain_grad = torch.autograd.grad(expected, enc)[0]
+    assert torch.allclose(reversed_grad, -0.5 * plain_grad, atol=1e-6)
+    assert reversed_grad[1, 2:].abs().sum() == 0 and reversed_grad[2].abs().sum() == 0  # padding, unknown speaker
+    # the head itself learns to tell the speakers apart: its own gradient is not reversed
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(60):
+        opt.zero_grad()
+        head(enc.detach(), lengths, speaker, 1.0)[0].backward()
+        opt.step()
+    assert head(enc.detach(), lengths, speaker, 1.0)[1].item() == 1.0
+
+
+def test_pack_ids_follow_the_order_the_shards_were_read_and_speakers_come_from_the_manifests(tmp_path):
+    from speaker_adversary import clip_speakers, pack_ids
+
+    (tmp_path / "packed-ids.txt").write_text("a b c d e f g\n")  # shards 0 (2 clips), 1 (1), 2 (3), 10 (1)
+    counts = {0: 2, 1: 1, 2: 3, 10: 1}
+    assert pack_ids(str(tmp_path), counts, [0, 1, 10, 2]) == ["a", "b", "c", "g", "d", "e", "f"]
+    assert pack_ids(str(tmp_path), {0: 2}, [0]) is None  # the file names other clips
+    assert pack_ids(str(tmp_path / "none"), counts, [0]) is None
+    _write_manifest(tmp_path / "train.jsonl", [{"id": "a", "speaker": "flite:rms"}, {"id": "b", "speaker": "theo"},
+                                               {"id": "c", "speaker": "flite:rms"}])
+    index, names = clip_speakers(["c", "x", "b", "a"], str(tmp_path))
+    assert names == ["flite:rms", "theo"] and index.tolist() == [0, -1, 1, 0]
 
 
 def test_dev_loss_per_utterance_is_the_token_loss_times_the_tokens_of_an_utterance(tmp_path):

@@ -31,7 +31,10 @@ writes the weights every 200 steps to `OUT/snapshots/step-N`, for `average_weigh
 a run. `--consistency 0.2` trains each batch as two views of its clips, one time warp and every other augmentation
 drawn for each, and adds 0.2 times the symmetric KL between the views' CTC posteriors (`consistency_kl`): the
 encoder learns what the two voices, channels and masks share. A step then costs twice the clips' work; the logged
-audio rate counts each clip once.
+audio rate counts each clip once. `--speaker-adversary 0.2 --speaker-corpus runs/recipe-default/corpus` trains a
+classifier of who speaks (each real reader and synthesized voice the corpus manifests name) on the encoder's output
+frames and hands the encoder its gradient reversed, times 0.2 (reached over `--adversary-ramp` steps), so that the
+joint reads less of the speaker (`speaker_adversary.py`); it logs the classifier's loss and frame accuracy.
 """
 
 from __future__ import annotations
@@ -56,14 +59,20 @@ from import_weights import read_weights, write_weights  # noqa: E402  (numpy onl
 from rnnt.data.batching import plan_batches  # noqa: E402
 from rnnt.metrics import align_counts  # noqa: E402
 from shard_format import read_shard, shard_codes, shard_origins  # noqa: E402
+from speaker_adversary import SpeakerAdversary, clip_speakers, pack_ids  # noqa: E402
 from torch_model import Transducer, pruned_rnnt_nll, rnnt_nll  # noqa: E402
 
 
 # ---------------------------------------------------------------- data
-def load_shards(folder: str) -> dict[str, list]:
-    out: dict[str, list] = {"feats": [], "tokens": [], "split": [], "source": [], "origin": []}
+def load_shards(folder: str) -> dict:
+    """Every clip of a pack; ``id`` is None where ``packed-ids.txt`` does not name them."""
+    out: dict = {"feats": [], "tokens": [], "split": [], "source": [], "origin": []}
+    counts, order = {}, []
     for path in sorted(glob.glob(os.path.join(folder, "shard-*.npz.xz"))):
         z = read_shard(path)
+        number = int(os.path.basename(path).split("-")[1].split(".")[0])
+        counts[number] = len(z["lengths"])
+        order.append(number)
         feats, lengths = shard_codes(z), z["lengths"]
         tokens, tlen = z["tokens"], z["token_lengths"]
         fo, to = np.concatenate([[0], np.cumsum(lengths)]), np.concatenate([[0], np.cumsum(tlen)])
@@ -74,6 +83,7 @@ def load_shards(folder: str) -> dict[str, list]:
         out["source"] += z["source"].tolist()
         out["origin"] += shard_origins(z).tolist()
         print(f"loaded {path}", file=sys.stderr)
+    out["id"] = pack_ids(folder, counts, order)
     return out
 
 
@@ -199,11 +209,16 @@ def consistency_kl(log_probs: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
     return (kl * valid).sum()
 
 
-def save_state(path: str, model: Transducer, opt, step: int, epoch: int, position: int, args) -> None:
-    """The full training state (weights, optimizer, where in the schedule and the epoch's plan), atomically."""
+def save_state(path: str, model: Transducer, opt, step: int, epoch: int, position: int, args,
+               adversary: SpeakerAdversary | None = None, adversary_opt=None) -> None:
+    """The full training state (weights, optimizer, where in the schedule and the epoch's plan, the speaker
+    adversary's head and optimizer where there is one), atomically."""
     tmp = path + ".tmp"
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch,
-                "position": position, "warmup": [args.warmup_from, args.warmup]}, tmp)
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "epoch": epoch,
+             "position": position, "warmup": [args.warmup_from, args.warmup]}
+    if adversary is not None:
+        state["adversary"] = {"head": adversary.state_dict(), "opt": adversary_opt.state_dict()}
+    torch.save(state, tmp)
     os.replace(tmp, path)
 
 
@@ -271,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="train each batch as two views of its clips (their own frequency warps, channel, noise, "
                         "reverberation, gain and masks; one time warp) and add W times the symmetric KL between the "
                         "views' CTC posteriors; halve --batch-seconds and --max-batch to keep a step's size")
+    p.add_argument("--speaker-adversary", type=float, default=0.0, metavar="W",
+                   help="a speaker classifier on the encoder's frames, its gradient reversed into the encoder times W "
+                        "(speaker_adversary.py; needs --speaker-corpus)")
+    p.add_argument("--speaker-corpus", metavar="DIR", help="the corpus folder whose manifests name each clip's speaker")
+    p.add_argument("--adversary-ramp", type=int, default=200, metavar="STEPS",
+                   help="steps over which the reversal grows from 0 to W after the run's start")
+    p.add_argument("--adversary-lr", type=float, default=1e-3, help="the speaker classifier's learning rate")
     p.add_argument("--ctc-only-steps", type=int, default=0, help="train the encoder on CTC alone this long first")
     p.add_argument("--dropout", type=float, default=0.15)
     p.add_argument("--speed", type=float, nargs=2, default=(0.85, 1.15))
@@ -330,10 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.model_json, encoding="utf-8") as f:
         cfg = json.load(f)
     data: dict[str, list] = {"feats": [], "tokens": [], "split": [], "source": [], "origin": []}
+    ids: list[str] | None = []
     for folder in args.data:
         part = load_shards(folder)
         for k in data:
             data[k] += part[k]
+        ids = None if ids is None or part["id"] is None else ids + part["id"]
     fs = cfg["frame_stack"]
     split = np.asarray(data["split"])
     lengths = np.asarray([len(x) for x in data["feats"]])
@@ -357,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.state, exist_ok=True)
     state_path = os.path.join(args.state, "state.pt")
     step, epoch, position = 0, 0, 0  # position: batches of this epoch's plan already trained on
+    st: dict = {}
     if os.path.exists(state_path):
         st = torch.load(state_path, map_location=device)
         model.load_state_dict(st["model"])
@@ -373,6 +398,19 @@ def main(argv: list[str] | None = None) -> int:
         sample = feature_batch([np.concatenate([data["feats"][i] for i in train[:400]])], args, device)[0][0]
         model.feature_mean.copy_(sample.mean(0))
         model.feature_std.copy_(sample.std(0, correction=0).clamp(min=1e-3))
+    adversary = adversary_opt = None
+    if args.speaker_adversary:
+        if not args.speaker_corpus or ids is None:
+            raise SystemExit("--speaker-adversary needs --speaker-corpus and each pack's packed-ids.txt")
+        speaker_of, speaker_names = clip_speakers(ids, args.speaker_corpus)
+        print(f"speakers: {len(speaker_names)}, {np.mean(speaker_of[np.unique(train)] >= 0):.1%} of the training "
+              "clips named", file=sys.stderr)
+        adversary = SpeakerAdversary(cfg["encoder_proj"], len(speaker_names)).to(device)
+        adversary_opt = torch.optim.AdamW(adversary.parameters(), lr=args.adversary_lr, weight_decay=0.0)
+        if "adversary" in st:
+            adversary.load_state_dict(st["adversary"]["head"])
+            adversary_opt.load_state_dict(st["adversary"]["opt"])
+        adversary.train()
     model.train()
     aug = Augmenter(noise, device, cfg["num_mels"], args)
     gen = torch.Generator(device=device)
@@ -428,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
             if paired:
                 disagreement = consistency_kl(ctc_log_probs, tlen) / tokens
                 loss = loss + args.consistency * disagreement
+            if adversary is not None:
+                reversal = args.speaker_adversary * min(1.0, (step - args.warmup_from) / max(args.adversary_ramp, 1))
+                speaker_ce, speaker_acc = adversary(enc, tlen, torch.as_tensor(speaker_of[idx], device=device),
+                                                    reversal)
+                loss = loss + speaker_ce
+                adversary_opt.zero_grad(set_to_none=True)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, args, time_share())
             opt.zero_grad(set_to_none=True)
@@ -435,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             if torch.isfinite(loss) and torch.isfinite(gnorm):
                 opt.step()
+                if adversary is not None:
+                    adversary_opt.step()
             step += 1
             per_token = float(nll.detach().sum() / tokens)
             avg = per_token if avg is None else 0.98 * avg + 0.02 * per_token
@@ -450,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
                     rec["outside_band"] = dropped
                 if paired:
                     rec["consistency_per_token"] = round(float(disagreement), 4)
+                if adversary is not None:
+                    rec.update(speaker_ce=round(float(speaker_ce), 4), speaker_acc=round(float(speaker_acc), 4),
+                               reversal=round(reversal, 4))
                 print(json.dumps(rec), file=sys.stderr, flush=True)
                 log.write(json.dumps(rec) + "\n")
             if args.snapshot_every and step % args.snapshot_every == 0:
@@ -462,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                 done = True
                 break
             if args.save_every and time.time() - saved > args.save_every * 60:
-                save_state(state_path, model, opt, step, epoch, position, args)
+                save_state(state_path, model, opt, step, epoch, position, args, adversary, adversary_opt)
                 saved = time.time()
         else:
             epoch, position = epoch + 1, 0
@@ -471,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(rec), file=sys.stderr, flush=True)
     log.write(json.dumps(rec) + "\n")
     log.close()
-    save_state(state_path, model, opt, step, epoch, position, args)
+    save_state(state_path, model, opt, step, epoch, position, args, adversary, adversary_opt)
     write_weights(args.out, model.tf_weights(), step, cfg)
     provenance = {"step": step, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
                   "train_hours": round(float(lengths[np.unique(train)].sum()) / 360000, 2),  # repeats once
