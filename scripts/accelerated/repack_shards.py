@@ -30,7 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rnnt.data.manifest import read_manifest  # noqa: E402
 from rnnt.recipe import PRESETS, Recipe  # noqa: E402
 from rnnt.tokens import load_tokenizer  # noqa: E402
-from shard_format import read_shard, shard_bytes, shard_codes, shard_origins, write_shard  # noqa: E402
+from shard_format import (read_shard, shard_bytes, shard_codes, shard_number, shard_origins,  # noqa: E402
+                          write_shard)
 
 SPLIT_TRAIN = 0
 
@@ -39,7 +40,7 @@ def read_pack(folder: str) -> list[dict]:
     """Every clip of a pack, in packing order: its id, codes, split, source and origin."""
     with open(os.path.join(folder, "packed-ids.txt"), encoding="utf-8") as f:
         ids = f.read().split()
-    paths = sorted(glob.glob(os.path.join(folder, "shard-*.npz.xz")), key=lambda p: int(p.rsplit("-", 1)[1][:-7]))
+    paths = sorted(glob.glob(os.path.join(folder, "shard-*.npz.xz")), key=shard_number)
     clips: list[dict] = []
     for path in paths:
         z = read_shard(path)

@@ -30,6 +30,11 @@ def shard_bytes(rows: list[dict], feats: dict[str, np.ndarray]) -> bytes:
     return lzma.compress(buf.getvalue(), preset=6)
 
 
+def shard_number(path: str) -> int:
+    """N of a ``shard-N.npz.xz`` path: the order the shards were packed in, and ``packed-ids.txt`` lists them in."""
+    return int(os.path.basename(path)[len("shard-"):-len(".npz.xz")])
+
+
 def write_shard(path: str, data: bytes) -> int:
     """Write a shard's bytes atomically (a stopped run leaves no half shard); its size."""
     with open(path + ".tmp", "wb") as f:

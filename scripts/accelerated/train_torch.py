@@ -58,7 +58,7 @@ from feature_augment import LOG_FLOOR, Augmenter, level_features  # noqa: E402
 from import_weights import read_weights, write_weights  # noqa: E402  (numpy only, like rnnt.metrics)
 from rnnt.data.batching import plan_batches  # noqa: E402
 from rnnt.metrics import align_counts  # noqa: E402
-from shard_format import read_shard, shard_codes, shard_origins  # noqa: E402
+from shard_format import read_shard, shard_codes, shard_number, shard_origins  # noqa: E402
 from speaker_adversary import SpeakerAdversary, clip_speakers, pack_ids  # noqa: E402
 from torch_model import Transducer, pruned_rnnt_nll, rnnt_nll  # noqa: E402
 
@@ -70,9 +70,8 @@ def load_shards(folder: str) -> dict:
     counts, order = {}, []
     for path in sorted(glob.glob(os.path.join(folder, "shard-*.npz.xz"))):
         z = read_shard(path)
-        number = int(os.path.basename(path).split("-")[1].split(".")[0])
-        counts[number] = len(z["lengths"])
-        order.append(number)
+        counts[shard_number(path)] = len(z["lengths"])
+        order.append(shard_number(path))
         feats, lengths = shard_codes(z), z["lengths"]
         tokens, tlen = z["tokens"], z["token_lengths"]
         fo, to = np.concatenate([[0], np.cumsum(lengths)]), np.concatenate([[0], np.cumsum(tlen)])
