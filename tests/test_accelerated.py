@@ -593,8 +593,9 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     assert first["step"] == 3 and first["warmup"] == [0, 2]
     capsys.readouterr()
     # the level rule and the two-view consistency loss too
-    # and a speaker adversary, its head kept in the full state
+    # and a speaker adversary, its head kept in the full state, every batch's clips joined in pairs
     assert train_torch.main(common + ["--total-steps", "5", "--joint-bf16", "--level", "--consistency", "0.2",
+                                      "--join-share", "1",
                                       "--speaker-adversary", "0.1", "--speaker-corpus", str(work / "corpus")]) == 0
     err = capsys.readouterr().err
     assert "resumed full state at step 3" in err and "speakers: 2, 100.0% of the training clips named" in err
@@ -610,6 +611,23 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     assert n == 4 and final.keys() == step4.keys() and any(not np.array_equal(final[k], step4[k]) for k in final)
     assert (tmp_path / "out" / "snapshots" / "step-2" / "model.json").read_text() == (
         tmp_path / "out" / "model.json").read_text()
+
+
+def test_join_pairs_puts_each_pairs_features_and_tokens_end_to_end_and_counts_the_second_clip():
+    pytest.importorskip("torch")
+    import train_torch
+
+    rng = np.random.default_rng(0)
+    feats = [rng.integers(0, 255, (n, 3), dtype=np.uint8) for n in (5, 7, 4, 6, 9)]
+    tokens = [np.asarray([2] + [4 + k] * (k + 1)) for k in range(5)]
+    idx = np.asarray([3, 0, 4, 1, 2])
+    joined_feats, joined_tokens, rows = train_torch.join_pairs(idx, feats, tokens)
+    assert rows.tolist() == [0, 1, 2]  # the second clip of each pair; the odd last clip alone
+    assert [len(f) for f in joined_feats] == [6 + 5, 9 + 7, 4]
+    np.testing.assert_array_equal(joined_feats[1], np.concatenate([feats[4], feats[1]]))
+    np.testing.assert_array_equal(joined_feats[2], feats[2])
+    assert joined_tokens[0].tolist() == tokens[3].tolist() + tokens[0].tolist()
+    assert sum(len(t) for t in joined_tokens) == sum(len(t) for t in tokens)
 
 
 def test_gradient_reversal_passes_values_and_hands_back_the_scaled_opposite_gradient():

@@ -15,6 +15,7 @@ from conftest import TONE_TOKENS, tone_text, tone_utterance
 from rnnt.audio import resample
 from rnnt.decoding import DEFAULT_BEAM
 from rnnt.endpoint import EndpointConfig
+from rnnt.cli import main as cli_main
 from rnnt.runtime import NoDefaultModelError, Recognizer, Result, default_bundle_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -306,3 +307,37 @@ def test_untrained_bundle_runs(tiny_bundle):
     frames = int(np.ceil(1.0 / rec.frame_seconds)) + 1
     assert len(r.token_ids) <= rec.decoding.max_symbols_per_frame * frames
     assert r.is_final and all(0 <= t <= 1.0 for t in r.timestamps)
+
+
+def _state_probe():
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import state_probe
+
+    return state_probe
+
+
+def test_state_probe_charges_each_edit_to_one_reference_word():
+    errors = _state_probe().errors_per_word
+    assert errors("a b c".split(), "a x c".split()) == [0, 1, 0]
+    assert errors("a b c".split(), "z a b c".split()) == [1, 0, 0]  # an insertion counts for the word after it
+    assert errors("a b c".split(), "a c d".split()) == [0, 1, 1]  # the last word takes a trailing insertion
+    assert errors("a b c".split(), []) == [1, 1, 1]
+    assert sum(errors("the cat sat down".split(), "a cat sad town now".split())) == 4
+
+
+def test_state_probe_starts_streams_from_the_given_state_and_scores_like_eval(trained_bundle, tone_manifest, capsys):
+    probe = _state_probe()
+    from rnnt.bundle import TFLiteStepModel
+
+    inner = TFLiteStepModel(trained_bundle)
+    state = np.full_like(inner.initial_encoder_state(), 0.5)
+    rec = probe.recognizer(probe.StartedModel(inner, state), beam=1)
+    np.testing.assert_array_equal(rec.create_stream()._enc_state, state)
+    assert probe.main([tone_manifest, "-m", trained_bundle, "--beam", "1", "--start", "cold", "joined", "warm",
+                       "--warm-from", tone_manifest, "--warm-clips", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["cold", "joined", "warm"]
+    assert all(line.endswith("4 clips)") for line in lines)
+    cli_main(["eval", tone_manifest, "-m", trained_bundle, "--beam", "1", "--worst", "0", "--no-progress"])
+    wer = [line for line in capsys.readouterr().out.splitlines() if line.startswith("WER")][0].split()[1]
+    assert lines[0].split()[2] == wer  # cold is what `rnnt eval` measures

@@ -95,6 +95,16 @@ def pad_batch(items: list[np.ndarray], dtype, multiple: int = 1, value: float = 
     return out, lengths
 
 
+def join_pairs(idx: np.ndarray, feats: list[np.ndarray], tokens: list[np.ndarray]
+               ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """A batch's clips joined in pairs (2k then 2k+1; an odd last one alone): their features and tokens end to end,
+    and the clip each row counts as (the second of its pair), so the encoder learns to go on from another utterance's
+    state with the same padded area."""
+    rows = [idx[k:k + 2] for k in range(0, len(idx), 2)]
+    return ([np.concatenate([feats[i] for i in r]) for r in rows], [np.concatenate([tokens[i] for i in r]) for r in rows],
+            np.asarray([r[-1] for r in rows]))
+
+
 def feature_batch(items: list[np.ndarray], args, device, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Dequantized log-mels [B, T, M] (log floor past each length; T a multiple of `multiple`) and lengths [B]."""
     q, lengths = pad_batch(items, np.uint8, multiple)
@@ -285,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="train each batch as two views of its clips (their own frequency warps, channel, noise, "
                         "reverberation, gain and masks; one time warp) and add W times the symmetric KL between the "
                         "views' CTC posteriors; halve --batch-seconds and --max-batch to keep a step's size")
+    p.add_argument("--join-share", type=float, default=0.0, metavar="SHARE",
+                   help="share of batches whose clips are joined end to end in pairs (half the rows, twice the "
+                        "length): utterances that start from another one's encoder state, as in a long stream")
     p.add_argument("--speaker-adversary", type=float, default=0.0, metavar="W",
                    help="a speaker classifier on the encoder's frames, its gradient reversed into the encoder times W "
                         "(speaker_adversary.py; needs --speaker-corpus)")
@@ -434,17 +447,20 @@ def main(argv: list[str] | None = None) -> int:
         for batch in plan[position:]:
             position += 1
             idx = train[batch]
-            x, flen_t = feature_batch([data["feats"][i] for i in idx], args, device)
+            feat_items, token_items = [data["feats"][i] for i in idx], [data["tokens"][i] for i in idx]
+            if args.join_share and np.random.default_rng([args.seed, step]).random() < args.join_share:
+                feat_items, token_items, idx = join_pairs(idx, data["feats"], data["tokens"])
+            x, flen_t = feature_batch(feat_items, args, device)
             audio_seconds += float(flen_t.sum()) / 100
             if paired:
-                idx = np.concatenate([idx, idx])
+                idx, token_items = np.concatenate([idx, idx]), token_items + token_items
                 x, flen_t = torch.cat([x, x]), torch.cat([flen_t, flen_t])
             x, flen_t = aug(x, flen_t, gen, None if tempo_clips is None else torch.as_tensor(tempo_clips[idx]), paired)
             pad = (-x.shape[1]) % fs
             x = F.pad(x, (0, 0, 0, pad), value=LOG_FLOOR)
             # SpecAugment on normalized features, masks set to the mean (0 after normalization)
             x = aug.spec_augment(x, flen_t, gen, model.feature_mean.expand_as(x))
-            labels, ulen = pad_batch([data["tokens"][i] for i in idx], np.int64)
+            labels, ulen = pad_batch(token_items, np.int64)
             labels, ulen_t = torch.as_tensor(labels, device=device), torch.as_tensor(ulen, device=device)
             tlen = torch.clamp(flen_t // fs, min=1)
             enc = model.encode(x)
