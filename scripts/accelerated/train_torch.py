@@ -35,6 +35,9 @@ audio rate counts each clip once. `--speaker-adversary 0.2 --speaker-corpus runs
 classifier of who speaks (each real reader and synthesized voice the corpus manifests name) on the encoder's output
 frames and hands the encoder its gradient reversed, times 0.2 (reached over `--adversary-ramp` steps), so that the
 joint reads less of the speaker (`speaker_adversary.py`); it logs the classifier's loss and frame accuracy.
+`--join-share 0.5` joins the clips of half the batches end to end in pairs (`join_pairs`: half the rows at twice the
+length), so the encoder learns to read an utterance that follows another, as in a long stream where the runtime
+carries its state across endpoints (`scripts/state_probe.py` measures both starts).
 """
 
 from __future__ import annotations
@@ -101,8 +104,9 @@ def join_pairs(idx: np.ndarray, feats: list[np.ndarray], tokens: list[np.ndarray
     and the clip each row counts as (the second of its pair), so the encoder learns to go on from another utterance's
     state with the same padded area."""
     rows = [idx[k:k + 2] for k in range(0, len(idx), 2)]
-    return ([np.concatenate([feats[i] for i in r]) for r in rows], [np.concatenate([tokens[i] for i in r]) for r in rows],
-            np.asarray([r[-1] for r in rows]))
+    joined_feats = [np.concatenate([feats[i] for i in r]) for r in rows]
+    joined_tokens = [np.concatenate([tokens[i] for i in r]) for r in rows]
+    return joined_feats, joined_tokens, np.asarray([r[-1] for r in rows])
 
 
 def feature_batch(items: list[np.ndarray], args, device, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
