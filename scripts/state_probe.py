@@ -5,9 +5,9 @@
 
 Each clip is decoded by the runtime (`rnnt.Recognizer`, beam 8, the level control on) three ways:
 - `cold`: from the zero state, as `rnnt eval` does;
-- `joined`: after the manifest's previous clip (0.2 s of silence between), as in a long stream that carries the
-  encoder's state from one utterance to the next; only the clip's own words are scored (an insertion before a
-  reference word counts for that word);
+- `joined`: after the manifest's previous clip (the first clip after the last one; 0.2 s of silence between), as
+  in a long stream that carries the encoder's state from one utterance to the next; only the clip's own words are
+  scored (an insertion before a reference word counts for that word);
 - `warm`: from the mean of the encoder states met from a quarter of the way into each of `--warm-clips` clips drawn
   from each `--warm-from` manifest (training clips: no dev set chooses it).
 Prints the WER of each way on the same clips.
