@@ -124,9 +124,20 @@ class Recipe:
     def bundle(self, mode: str) -> Path:
         return self.work / f"model-{mode}.tflite"
 
-    def record_training(self, record: dict) -> None:
-        """Record a training done outside `stage_train` (the accelerated trainer), for RESULTS.md."""
-        self.state.setdefault("stages", {})["train"] = record
+    def record_training(self, record: dict, continues: bool = False) -> None:
+        """Record a training done outside `stage_train` (the accelerated trainer), for RESULTS.md.
+
+        With `continues`, the training went on from the recorded one: its device and command follow the recorded
+        ones after ", then" and its data after "; ", so the record keeps the whole history."""
+        stages = self.state.setdefault("stages", {})
+        if continues:
+            before = stages.get("train")
+            if not before or "command" not in before:
+                raise ValueError(f"{self.state_path} has no training record to continue")
+            record = {**record, "device": f"{before.get('device', '?')}, then {record['device']}",
+                      "command": f"{before['command']}, then {record['command']}",
+                      "data": f"{before.get('data', '?')}; {record['data']}"}
+        stages["train"] = record
         self._save()
 
     def run(self, stages: tuple[str, ...] = STAGES) -> dict:

@@ -114,6 +114,18 @@ def test_results_name_the_accelerated_trainer_once_it_is_recorded(tmp_path):
     assert "`train_torch.py --minutes 9`" in text and "pack_features.py" in text and "12.9 h" in text
     assert "learning rate" not in text  # the TensorFlow trainer's settings did not make this model
 
+    # a run going on from the recorded one keeps the history
+    recipe.record_training({"step": 60, "parameters": 1000, "trainer": "scripts/accelerated/train_torch.py",
+                            "device": "2 CPU cores", "command": "`train_torch.py --minutes 30`", "data": "run 2 too"},
+                           continues=True)
+    train = json.loads((tmp_path / "work" / "recipe.json").read_text())["stages"]["train"]
+    assert train["step"] == 60 and train["device"] == "NVIDIA H200, then 2 CPU cores"
+    assert train["command"] == "`train_torch.py --minutes 9`, then `train_torch.py --minutes 30`"
+    assert train["data"] == "12.9 h; run 2 too"
+    del recipe.state["stages"]["train"]
+    with pytest.raises(ValueError, match="no training record"):
+        recipe.record_training({"step": 1, "device": "x", "command": "y", "data": "z"}, continues=True)
+
 
 def test_install_ships_the_bundle_best_on_all_real_speech_within_the_size_budget(tmp_path):
     from rnnt.recipe import MAX_SHIPPED_BYTES, PRESETS, Recipe, choose_shipped, real_speech_wer, results_markdown

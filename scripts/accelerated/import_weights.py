@@ -5,6 +5,8 @@ the recipe's `run/` folder, so `rnnt recipe NAME --stages export,evaluate,instal
 `--stages train` could fine-tune it further on the CPU.
 
     python scripts/accelerated/import_weights.py runs/accel/out --recipe default
+    python scripts/accelerated/import_weights.py runs/accel/out --continues --device "2 CPU cores, 105 minutes" \
+        --command "run 54: run 53 resumed" --data "runs 54 likewise"
 """
 
 from __future__ import annotations
@@ -98,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", help="recipe work folder (default: runs/recipe-NAME)")
     p.add_argument("--device", help="what trained it, for RESULTS.md (default: from train.json)")
     p.add_argument("--command", help="how it was trained, for RESULTS.md (default: from train.json)")
+    p.add_argument("--data", help="what it was trained on, for RESULTS.md (default: train.json's hours)")
+    p.add_argument("--continues", action="store_true",
+                   help="the weights went on from the recorded training: append device, command and data to the "
+                        "recipe's train record instead of replacing it")
     args = p.parse_args(argv)
 
     from rnnt.config import ModelConfig, config_from_dict
@@ -105,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     from rnnt.training.trainer import Trainer
 
     recipe = Recipe(PRESETS[args.recipe], args.work_dir or f"runs/recipe-{args.recipe}", progress=False)
+    if args.continues and "train" not in recipe.state.get("stages", {}):
+        raise SystemExit(f"--continues: {recipe.state_path} has no training record to continue")
     cfg = recipe.train_config()
     with open(os.path.join(args.weights, "model.json"), encoding="utf-8") as f:
         trained = config_from_dict(ModelConfig, json.load(f))
@@ -126,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "step": step, "parameters": sum(int(v.shape.num_elements()) for v in trainer.model.trainable_variables),
         "trainer": "scripts/accelerated/train_torch.py", "device": args.device or provenance.get("device", "?"),
         "command": args.command or f"`{provenance.get('command', '?')}`",
-        "data": f"{provenance['train_hours']} h" if "train_hours" in provenance else "?",
-    })
+        "data": args.data or (f"{provenance['train_hours']} h" if "train_hours" in provenance else "?"),
+    }, continues=args.continues)
     print(f"wrote {path} (step {step})", file=sys.stderr)
     return 0
 
