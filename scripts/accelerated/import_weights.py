@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     from rnnt.training.trainer import Trainer
 
     recipe = Recipe(PRESETS[args.recipe], args.work_dir or f"runs/recipe-{args.recipe}", progress=False)
-    if args.continues and "train" not in recipe.state.get("stages", {}):
+    # checked before the checkpoint is written, as record_training checks it (a TF run's record has no command)
+    if args.continues and "command" not in recipe.state.get("stages", {}).get("train", {}):
         raise SystemExit(f"--continues: {recipe.state_path} has no training record to continue")
     cfg = recipe.train_config()
     with open(os.path.join(args.weights, "model.json"), encoding="utf-8") as f:
