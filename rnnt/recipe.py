@@ -129,16 +129,21 @@ class Recipe:
 
         With `continues`, the training went on from the recorded one: its device and command follow the recorded
         ones after ", then" and its data after "; ", so the record keeps the whole history."""
-        stages = self.state.setdefault("stages", {})
         if continues:
-            before = stages.get("train")
-            if not before or "command" not in before:
-                raise ValueError(f"{self.state_path} has no training record to continue")
+            before = self.training_to_continue()
             record = {**record, "device": f"{before.get('device', '?')}, then {record['device']}",
                       "command": f"{before['command']}, then {record['command']}",
                       "data": f"{before.get('data', '?')}; {record['data']}"}
-        stages["train"] = record
+        self.state.setdefault("stages", {})["train"] = record
         self._save()
+
+    def training_to_continue(self) -> dict:
+        """The recorded accelerated training a continuing run appends to; a ValueError where there is none (a
+        TensorFlow run's record names no command)."""
+        before = self.state.get("stages", {}).get("train")
+        if not before or "command" not in before:
+            raise ValueError(f"{self.state_path} has no training record to continue")
+        return before
 
     def run(self, stages: tuple[str, ...] = STAGES) -> dict:
         for stage in STAGES:

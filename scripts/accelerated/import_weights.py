@@ -5,8 +5,8 @@ the recipe's `run/` folder, so `rnnt recipe NAME --stages export,evaluate,instal
 `--stages train` could fine-tune it further on the CPU.
 
     python scripts/accelerated/import_weights.py runs/accel/out --recipe default
-    python scripts/accelerated/import_weights.py runs/accel/out --continues --device "2 CPU cores, 105 minutes" \
-        --command "run 54: run 53 resumed" --data "runs 54 likewise"
+    python scripts/accelerated/import_weights.py runs/accel/out --continues --device "2 CPU cores, 105 minutes" \\
+        --command "resumed from its full state with --minutes 105" --data "the same clips"
 """
 
 from __future__ import annotations
@@ -111,9 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     from rnnt.training.trainer import Trainer
 
     recipe = Recipe(PRESETS[args.recipe], args.work_dir or f"runs/recipe-{args.recipe}", progress=False)
-    # checked before the checkpoint is written, as record_training checks it (a TF run's record has no command)
-    if args.continues and "command" not in recipe.state.get("stages", {}).get("train", {}):
-        raise SystemExit(f"--continues: {recipe.state_path} has no training record to continue")
+    if args.continues:  # refused before the checkpoint is written
+        try:
+            recipe.training_to_continue()
+        except ValueError as e:
+            raise SystemExit(f"--continues: {e}") from None
     cfg = recipe.train_config()
     with open(os.path.join(args.weights, "model.json"), encoding="utf-8") as f:
         trained = config_from_dict(ModelConfig, json.load(f))
