@@ -329,11 +329,17 @@ def test_tempo_warp_slows_only_the_marked_clips_and_keeps_the_spectrum():
     x = torch.full((2, 40, 80), -10.0)
     x[:, :, 30] = 0.0  # one formant-like band
     x[:, 10, :] = 1.0  # one loud frame
-    y, lengths = aug.speed(x, torch.tensor([40, 40]), torch.Generator().manual_seed(0), torch.tensor([True, False]))
+    y, lengths = aug.speed(x, torch.tensor([40, 40]), torch.Generator().manual_seed(0),
+                           torch.tensor([[0.8, 0.8], [1.0, 1.0]]))
     assert lengths.tolist() == [50, 40]  # 20% slower: a quarter more frames
     assert int(y[0, 5].argmax()) == 30 and int(y[1, 5].argmax()) == 30
     assert int(y[0, :, 0].argmax()) in (12, 13) and int(y[1, :, 0].argmax()) == 10
     torch.testing.assert_close(y[1, :40], x[1], atol=1e-4, rtol=0)
+    # a clip's own range: twice as fast, half the frames, the loud frame at half its place
+    y, lengths = aug.speed(x, torch.tensor([40, 40]), torch.Generator().manual_seed(0),
+                           torch.tensor([[2.0, 2.0], [0.8, 0.8]]))
+    assert lengths.tolist() == [20, 50]
+    assert int(y[0, :, 0].argmax()) == 5 and int(y[0, 5].argmax()) == 30
 
 
 def test_pitch_warp_moves_the_harmonics_and_keeps_the_envelope():
@@ -477,11 +483,17 @@ def test_tempo_sources_mark_the_clips_of_the_named_manifests():
 
     train = np.array([0, 1, 2])
     sources = np.array(["real.jsonl", "tts.jsonl", "real.jsonl", "tts.jsonl"])
-    assert train_torch.tempo_clip_mask(train, sources, ["tts.jsonl"]).tolist() == [False, True, False, True]
-    assert train_torch.tempo_clip_mask(train, sources, []) is None
+    ranges = train_torch.tempo_clip_ranges(train, sources, ["tts.jsonl"], (0.8, 0.9))
+    assert ranges.tolist() == [[1, 1], [0.8, 0.9], [1, 1], [0.8, 0.9]]
+    ranges = train_torch.tempo_clip_ranges(train, sources, ["tts.jsonl", "real.jsonl=1.1:1.7"], (0.8, 0.9))
+    assert ranges.tolist() == [[1.1, 1.7], [0.8, 0.9], [1.1, 1.7], [0.8, 0.9]]
+    assert train_torch.tempo_clip_ranges(train, sources, [], (0.8, 0.9)) is None
     with pytest.raises(SystemExit, match="no training clip comes from .other.jsonl. .sources and origins: "
                                          "real.jsonl, tts.jsonl"):
-        train_torch.tempo_clip_mask(train, sources, ["other.jsonl"])
+        train_torch.tempo_clip_ranges(train, sources, ["other.jsonl"], (0.8, 0.9))
+    for bad in ("real.jsonl=1.7:1.1", "real.jsonl=0:1", "real.jsonl=1.2", "real.jsonl=a:b"):
+        with pytest.raises(SystemExit, match="SOURCE=LO:HI"):
+            train_torch.tempo_clip_ranges(train, sources, [bad], (0.8, 0.9))
 
 
 def test_repeated_sources_appear_that_many_times_an_epoch():
@@ -520,8 +532,8 @@ def test_a_fractional_repeat_keeps_a_seeded_share_of_a_text_origin():
     # overlapping items multiply; an origin names its clips for the tempo warp too
     both = train_torch.repeat_sources(train, sources, ["tts.jsonl=2", "generated=0.5"], origins)
     assert np.bincount(both, minlength=n)[origins == "generated"].tolist() == [1] * (n // 4)
-    mask = train_torch.tempo_clip_mask(train, sources, ["generated"], origins)
-    assert mask.tolist() == (origins == "generated").tolist()
+    ranges = train_torch.tempo_clip_ranges(train, sources, ["generated"], (0.8, 0.9), origins)
+    assert (ranges[:, 0] == 0.8).tolist() == (origins == "generated").tolist()
 
 
 def test_bf16_support_is_read_from_the_cpu_flags():

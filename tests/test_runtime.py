@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -309,11 +310,24 @@ def test_untrained_bundle_runs(tiny_bundle):
     assert r.is_final and all(0 <= t <= 1.0 for t in r.timestamps)
 
 
-def _state_probe():
+def _script(name: str):
+    """A module of `scripts/`, imported."""
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import state_probe
+    return importlib.import_module(name)
 
-    return state_probe
+
+def _state_probe():
+    return _script("state_probe")
+
+
+def test_speaking_rate_counts_the_speech_span_between_the_silences():
+    rate = _script("speaking_rate")
+    t = np.arange(16000) / 16000
+    speech = np.concatenate([np.zeros(8000), 0.3 * np.sin(2 * np.pi * 220 * t), 1e-4 * np.ones(16000)])
+    assert rate.speech_seconds(speech) == pytest.approx(1.0, abs=0.021)
+    whole, span = rate.clip_rates(speech.astype(np.float32), "Two men, 3 cats.")  # "two men three cats": 18
+    assert whole == pytest.approx(18 / 2.5) and span == pytest.approx(18.0, rel=0.03)
+    assert rate.speech_seconds(np.zeros(100)) == 0.0
 
 
 def test_state_probe_charges_each_edit_to_one_reference_word():

@@ -90,20 +90,23 @@ class Augmenter:
         return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
 
     def speed(self, x: torch.Tensor, lengths: torch.Tensor, g: torch.Generator,
-              tempo_clips: torch.Tensor | None = None, paired: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+              tempo_ranges: torch.Tensor | None = None, paired: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Speed factor s: time axis shrinks by s, every frequency moves up by s (the mel bins follow). A vocal-tract
         factor w from `args.vtlp` (if set) moves every frequency up by w more with the tempo kept: another speaker.
-        A tempo factor r from `args.tempo` (if set; only for the clips `tempo_clips` marks, when given) shrinks the
-        time axis by r more with the frequencies kept: the same voice reading faster (r > 1) or slower. `paired`:
+        A tempo factor r from `args.tempo` (if set), or from each clip's own range in `tempo_ranges` [B, 2] when
+        given, shrinks the time axis by r more with the frequencies kept: the same voice reading faster (r > 1) or
+        slower. `paired`:
         the batch is two views of the same clips, [A; B]; B's clips take A's time warp, so the views' frames stay
         aligned, and keep their own frequency warp."""
         b = x.shape[0]
         lo, hi = self.args.speed
         s = torch.empty(b, device=self.device).uniform_(lo, hi, generator=g)
         w = self._factors("vtlp", b, g)
-        r = self._factors("tempo", b, g)
-        if tempo_clips is not None:
-            r = torch.where(tempo_clips.to(self.device), r, torch.ones_like(r))
+        if tempo_ranges is None:
+            r = self._factors("tempo", b, g)
+        else:
+            lo_r, hi_r = tempo_ranges.to(self.device, torch.float32).unbind(-1)
+            r = lo_r + (hi_r - lo_r) * torch.rand(b, generator=g, device=self.device)
         step = s * r  # input frames an output frame
         if paired:
             step = step[: b // 2].repeat(2)
@@ -239,8 +242,8 @@ class Augmenter:
             mask |= ((ar_t >= s) & (ar_t < s + w))[:, :, None]
         return torch.where(mask, fill, x)
 
-    def __call__(self, x, lengths, g, tempo_clips: torch.Tensor | None = None, paired: bool = False):
-        x, lengths = self.speed(x, lengths, g, tempo_clips, paired)
+    def __call__(self, x, lengths, g, tempo_ranges: torch.Tensor | None = None, paired: bool = False):
+        x, lengths = self.speed(x, lengths, g, tempo_ranges, paired)
         x = self.pitch(x, g)
         x = self.channel(x, lengths, g)
         x = self.tilt(x, lengths, g)

@@ -19,7 +19,8 @@ generated=0.3` on a seeded 30% of the clips whose text is of that origin (`pack_
 each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal tract; `--pitch 0.8 1.25`
 moves each clip's harmonics by a factor from that range with the formants and tempo kept, the same vocal tract at
 another voice pitch; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized clips by 5 to 20% with the
-pitch and formants kept; `--channel-share 0.5` moves half the clips' long-term spectral envelope part of the way to
+pitch and formants kept, and `real-train.jsonl=1.1:1.7` among the sources reads the real clips 1.1 to 1.7 times as
+fast; `--channel-share 0.5` moves half the clips' long-term spectral envelope part of the way to
 another clip's of the batch, another microphone, room or timbre; `--tilt-share 0.3` passes 30% of the clips through
 a random first-order filter (`--tilt-max 0.9`: `y[n] = x[n] - a x[n-1]` or its inverse, |a| <= 0.9), brighter or
 darker than any training clip; `--gain -3 3` draws each clip's level from 13 dB quieter to 13 dB louder (default
@@ -154,14 +155,27 @@ def repeat_sources(train: np.ndarray, sources: np.ndarray, repeats: list[str], o
     return np.repeat(train, copies)
 
 
-def tempo_clip_mask(train: np.ndarray, sources: np.ndarray, names: list[str],
-                    origins: np.ndarray | None = None) -> np.ndarray | None:
-    """A mask over all clips: those of the named corpus manifests or text origins (None when no name is given:
-    every clip)."""
+def tempo_clip_ranges(train: np.ndarray, sources: np.ndarray, names: list[str], default: tuple[float, float],
+                      origins: np.ndarray | None = None) -> np.ndarray | None:
+    """[clips, 2]: the tempo range each clip draws its factor from: `default` for the clips of a named corpus manifest
+    or text origin, a range of its own for a name given as SOURCE=LO:HI (a later name wins where two overlap), (1, 1)
+    for the others; None when no name is given (every clip draws from `default`)."""
     if not names:
         return None
     origins = sources if origins is None else origins
-    return np.logical_or.reduce([clips_named("--tempo-sources", n, train, sources, origins) for n in names])
+    ranges = np.ones((len(sources), 2))
+    for item in names:
+        name, sep, span = item.partition("=")
+        lo, hi = default
+        if sep:
+            try:
+                lo, hi = (float(v) for v in span.split(":"))
+            except ValueError:
+                lo = hi = math.nan
+            if not 0 < lo <= hi < math.inf:
+                raise SystemExit(f"--tempo-sources wants SOURCE or SOURCE=LO:HI with 0 < LO <= HI, got {item!r}")
+        ranges[clips_named("--tempo-sources", name, train, sources, origins)] = (lo, hi)
+    return ranges
 
 
 # ---------------------------------------------------------------- evaluation
@@ -319,9 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tempo", type=float, nargs=2, default=(1.0, 1.0), metavar=("LO", "HI"),
                    help="tempo warp: the time axis shrinks by a factor in [LO, HI], the frequencies kept (0.8 0.95: "
                         "5 to 20%% slower)")
-    p.add_argument("--tempo-sources", nargs="*", default=[], metavar="SOURCE",
-                   help="corpus manifests or text origins whose clips get the tempo warp, e.g. train.jsonl "
-                        "(default: every clip)")
+    p.add_argument("--tempo-sources", nargs="*", default=[], metavar="SOURCE[=LO:HI]",
+                   help="corpus manifests or text origins whose clips get the tempo warp, e.g. train.jsonl, each "
+                        "from --tempo's range or from its own, e.g. real-train.jsonl=1.1:1.7 (default: every clip "
+                        "from --tempo's)")
     p.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N",
                    help="train on the clips of a corpus manifest or text origin N times an epoch, e.g. "
                         "real-train.jsonl=3; a fraction keeps a seeded share, e.g. generated=0.3")
@@ -381,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     train = np.flatnonzero((split == meta["splits"]["train"]) & (lengths <= max_frames) & (lengths >= fs))
     sources, origins = np.asarray(data["source"]), np.asarray(data["origin"])
     train = repeat_sources(train, sources, args.repeat, origins, args.seed)
-    tempo_clips = tempo_clip_mask(train, sources, args.tempo_sources, origins)
+    tempo_ranges = tempo_clip_ranges(train, sources, args.tempo_sources, tuple(args.tempo), origins)
     dev = np.flatnonzero(split == meta["splits"]["dev"]).tolist()
     noise = [feature_batch([data["feats"][i]], args, device)[0][0]
              for i in np.flatnonzero(split == meta["splits"]["noise"])]
@@ -459,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             if paired:
                 idx, token_items = np.concatenate([idx, idx]), token_items + token_items
                 x, flen_t = torch.cat([x, x]), torch.cat([flen_t, flen_t])
-            x, flen_t = aug(x, flen_t, gen, None if tempo_clips is None else torch.as_tensor(tempo_clips[idx]), paired)
+            x, flen_t = aug(x, flen_t, gen, None if tempo_ranges is None else torch.as_tensor(tempo_ranges[idx]), paired)
             pad = (-x.shape[1]) % fs
             x = F.pad(x, (0, 0, 0, pad), value=LOG_FLOOR)
             # SpecAugment on normalized features, masks set to the mean (0 after normalization)
