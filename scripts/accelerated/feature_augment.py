@@ -95,9 +95,8 @@ class Augmenter:
         factor w from `args.vtlp` (if set) moves every frequency up by w more with the tempo kept: another speaker.
         A tempo factor r from `args.tempo` (if set), or from each clip's own range in `tempo_ranges` [B, 2] when
         given, shrinks the time axis by r more with the frequencies kept: the same voice reading faster (r > 1) or
-        slower. `paired`:
-        the batch is two views of the same clips, [A; B]; B's clips take A's time warp, so the views' frames stay
-        aligned, and keep their own frequency warp."""
+        slower. `paired`: the batch is two views of the same clips, [A; B]; B's clips take A's time warp, so the
+        views' frames stay aligned, and keep their own frequency warp."""
         b = x.shape[0]
         lo, hi = self.args.speed
         s = torch.empty(b, device=self.device).uniform_(lo, hi, generator=g)

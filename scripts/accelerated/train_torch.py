@@ -19,26 +19,26 @@ generated=0.3` on a seeded 30% of the clips whose text is of that origin (`pack_
 each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal tract; `--pitch 0.8 1.25`
 moves each clip's harmonics by a factor from that range with the formants and tempo kept, the same vocal tract at
 another voice pitch; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized clips by 5 to 20% with the
-pitch and formants kept, and `real-train.jsonl=1.1:1.7` among the sources reads the real clips 1.1 to 1.7 times as
-fast; `--channel-share 0.5` moves half the clips' long-term spectral envelope part of the way to
-another clip's of the batch, another microphone, room or timbre; `--tilt-share 0.3` passes 30% of the clips through
-a random first-order filter (`--tilt-max 0.9`: `y[n] = x[n] - a x[n-1]` or its inverse, |a| <= 0.9), brighter or
-darker than any training clip; `--gain -3 3` draws each clip's level from 13 dB quieter to 13 dB louder (default
-±1 nat, 4.3 dB); `--level` then brings each clip to the level the runtime's level control would (`rnnt.level`), so
-training sees what the runtime feeds the network. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs,
-the log-softmax and the loss's recursion stay in float32); `bench_step.py` times a step both ways, and on a CPU
-without bfloat16 instructions (AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200` also
-writes the weights every 200 steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along
-a run. `--consistency 0.2` trains each batch as two views of its clips, one time warp and every other augmentation
-drawn for each, and adds 0.2 times the symmetric KL between the views' CTC posteriors (`consistency_kl`): the
-encoder learns what the two voices, channels and masks share. A step then costs twice the clips' work; the logged
-audio rate counts each clip once. `--speaker-adversary 0.2 --speaker-corpus runs/recipe-default/corpus` trains a
-classifier of who speaks (each real reader and synthesized voice the corpus manifests name) on the encoder's output
-frames and hands the encoder its gradient reversed, times 0.2 (reached over `--adversary-ramp` steps), so that the
-joint reads less of the speaker (`speaker_adversary.py`); it logs the classifier's loss and frame accuracy.
-`--join-share 0.5` joins the clips of half the batches end to end in pairs (`join_pairs`: half the rows at twice the
-length), so the encoder learns to read an utterance that follows another, as in a long stream where the runtime
-carries its state across endpoints (`scripts/state_probe.py` measures both starts).
+pitch and formants kept, and `real-train.jsonl=1.0:1.6` among the sources reads the real clips 1 to 1.6 times as fast
+(a joined pair takes its second clip's range); `--channel-share 0.5` moves half the clips' long-term spectral envelope
+part of the way to another clip's of the batch, another microphone, room or timbre; `--tilt-share 0.3` passes 30% of
+the clips through a random first-order filter (`--tilt-max 0.9`: `y[n] = x[n] - a x[n-1]` or its inverse, |a| <= 0.9),
+brighter or darker than any training clip; `--gain -3 3` draws each clip's level from 13 dB quieter to 13 dB louder
+(default ±1 nat, 4.3 dB); `--level` then brings each clip to the level the runtime's level control would
+(`rnnt.level`), so training sees what the runtime feeds the network. `--joint-bf16` runs the joint in bfloat16
+autocast (the LSTMs, the log-softmax and the loss's recursion stay in float32); `bench_step.py` times a step both
+ways, and on a CPU without bfloat16 instructions (AVX-512 BF16, AMX) the trainer warns that it is slower.
+`--snapshot-every 200` also writes the weights every 200 steps to `OUT/snapshots/step-N`, for `average_weights.py` to
+average checkpoints along a run. `--consistency 0.2` trains each batch as two views of its clips, one time warp and
+every other augmentation drawn for each, and adds 0.2 times the symmetric KL between the views' CTC posteriors
+(`consistency_kl`): the encoder learns what the two voices, channels and masks share. A step then costs twice the
+clips' work; the logged audio rate counts each clip once. `--speaker-adversary 0.2 --speaker-corpus
+runs/recipe-default/corpus` trains a classifier of who speaks (each real reader and synthesized voice the corpus
+manifests name) on the encoder's output frames and hands the encoder its gradient reversed, times 0.2 (reached over
+`--adversary-ramp` steps), so that the joint reads less of the speaker (`speaker_adversary.py`); it logs the
+classifier's loss and frame accuracy. `--join-share 0.5` joins the clips of half the batches end to end in pairs
+(`join_pairs`: half the rows at twice the length), so the encoder learns to read an utterance that follows another, as
+in a long stream where the runtime carries its state across endpoints (`scripts/state_probe.py` measures both starts).
 """
 
 from __future__ import annotations
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                         "5 to 20%% slower)")
     p.add_argument("--tempo-sources", nargs="*", default=[], metavar="SOURCE[=LO:HI]",
                    help="corpus manifests or text origins whose clips get the tempo warp, e.g. train.jsonl, each "
-                        "from --tempo's range or from its own, e.g. real-train.jsonl=1.1:1.7 (default: every clip "
+                        "from --tempo's range or from its own, e.g. real-train.jsonl=1.0:1.6 (default: every clip "
                         "from --tempo's)")
     p.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N",
                    help="train on the clips of a corpus manifest or text origin N times an epoch, e.g. "
