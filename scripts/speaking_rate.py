@@ -5,7 +5,8 @@
 
 A clip's characters are those of its normalized text (`rnnt.text.normalize_text`: letters, apostrophes and the
 spaces between words). Two rates a clip: over the whole clip, and over its speech span, from the first to the last
-20 ms frame within `--floor-db` of the clip's loudest one (leading and trailing silence left out, pauses kept).
+10 ms frame whose peak is within `--floor-db` of the clip's (`rnnt.corpus.synth.trim_silence`: leading and trailing
+silence left out, pauses kept).
 `--limit N` takes a seeded sample of N clips a manifest.
 """
 
@@ -18,21 +19,19 @@ import sys
 import numpy as np
 
 from rnnt.audio import load_audio
+from rnnt.corpus.synth import trim_silence
 from rnnt.data.manifest import read_manifest
 from rnnt.text import normalize_text
 
 RATE = 16000
-FRAME = RATE // 50  # 20 ms
+FRAME = RATE // 100  # trim_silence's 10 ms frames
 
 
 def speech_seconds(audio: np.ndarray, floor_db: float = 35.0) -> float:
-    """Seconds from the first to the last 20 ms frame within `floor_db` of the loudest frame (0 for no frame)."""
-    frames = len(audio) // FRAME
-    if frames == 0:
+    """Seconds from the first to the last 10 ms frame whose peak is within `floor_db` of the clip's (0 for silence)."""
+    if not np.any(audio):
         return 0.0
-    power = np.mean(audio[: frames * FRAME].reshape(frames, FRAME).astype(np.float64) ** 2, axis=1)
-    loud = np.flatnonzero(10 * np.log10(power + 1e-12) > 10 * np.log10(power.max() + 1e-12) - floor_db)
-    return (loud[-1] - loud[0] + 1) * FRAME / RATE
+    return len(trim_silence(audio, RATE, lead=0.0, tail=0.0, threshold_db=-floor_db)) / RATE
 
 
 def clip_rates(audio: np.ndarray, text: str, floor_db: float = 35.0) -> tuple[float, float]:
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("manifests", nargs="+")
     p.add_argument("--limit", type=int, default=0, help="a seeded sample of this many clips a manifest (0: all)")
-    p.add_argument("--floor-db", type=float, default=35.0, help="speech frames: within this of the loudest")
+    p.add_argument("--floor-db", type=float, default=35.0, help="speech frames: a peak within this of the clip's")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     for path in args.manifests:

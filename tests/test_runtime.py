@@ -312,12 +312,9 @@ def test_untrained_bundle_runs(tiny_bundle):
 
 def _script(name: str):
     """A module of `scripts/`, imported."""
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    if os.path.join(ROOT, "scripts") not in sys.path:
+        sys.path.insert(0, os.path.join(ROOT, "scripts"))
     return importlib.import_module(name)
-
-
-def _state_probe():
-    return _script("state_probe")
 
 
 def test_speaking_rate_counts_the_speech_span_between_the_silences():
@@ -331,7 +328,7 @@ def test_speaking_rate_counts_the_speech_span_between_the_silences():
 
 
 def test_state_probe_charges_each_edit_to_one_reference_word():
-    errors = _state_probe().errors_per_word
+    errors = _script("state_probe").errors_per_word
     assert errors("a b c".split(), "a x c".split()) == [0, 1, 0]
     assert errors("a b c".split(), "z a b c".split()) == [1, 0, 0]  # an insertion counts for the word after it
     assert errors("a b c".split(), "a c d".split()) == [0, 1, 1]  # the last word takes a trailing insertion
@@ -340,7 +337,7 @@ def test_state_probe_charges_each_edit_to_one_reference_word():
 
 
 def test_state_probe_starts_streams_from_the_given_state_and_scores_like_eval(trained_bundle, tone_manifest, capsys):
-    probe = _state_probe()
+    probe = _script("state_probe")
     from rnnt.bundle import TFLiteStepModel
 
     inner = TFLiteStepModel(trained_bundle)
