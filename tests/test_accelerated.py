@@ -536,6 +536,27 @@ def test_a_fractional_repeat_keeps_a_seeded_share_of_a_text_origin():
     assert (ranges[:, 0] == 0.8).tolist() == (origins == "generated").tolist()
 
 
+def test_readers_of_an_age_band_are_weighed_by_their_speakers_table(tmp_path):
+    pytest.importorskip("torch")
+    import train_torch
+
+    table = tmp_path / "speakers.tsv"
+    table.write_text("000010011\t0001\t6\tm\n000020001\t0002\t30\tf\nid\tspeaker\tage\tgender\n")
+    ids = ["speechocean762-000010011", "speechocean762-000020001", "fsdd-0_jackson_1", "tts-000010011x"]
+    ages = train_torch.clip_ages(ids, str(table))
+    assert ages[:2].tolist() == [6.0, 30.0] and np.isnan(ages[2:]).all()
+    masks = train_torch.age_repeats(["16:99=2", "0:15=0.5"], ages)
+    assert [m.tolist() for m, _ in masks] == [[False, True, False, False], [True, False, False, False]]
+    train, sources = np.arange(4), np.array(["real.jsonl"] * 3 + ["tts.jsonl"])
+    counts = np.bincount(train_torch.repeat_sources(train, sources, ["real.jsonl=2"], masks=masks), minlength=4)
+    assert counts.tolist() == [1, 4, 2, 1]  # the weights multiply with --repeat's
+    with pytest.raises(SystemExit, match="no clip's speaker is aged"):
+        train_torch.age_repeats(["40:50=2"], ages)
+    for bad in ("16-99=2", "16:99=0", "99:16=2", "16:99"):
+        with pytest.raises(SystemExit, match="LO:HI=N"):
+            train_torch.age_repeats([bad], ages)
+
+
 def test_bf16_support_is_read_from_the_cpu_flags():
     pytest.importorskip("torch")
     import train_torch

@@ -10,35 +10,36 @@ folder, from which `rnnt recipe ... --stages export,evaluate,install` go on as u
     python scripts/accelerated/train_torch.py --data runs/accel/data --model-json runs/accel/data/model.json \
         --state /tmp/accel --out runs/accel/out --minutes 8 --total-steps 4000
 
-Each call trains until `--minutes` have passed or `--total-steps` is reached, resuming from `--state`
-(full state) or else from `--init` (weights only, e.g. those a previous machine returned). `--prune 8` trains the
-transducer on a band of 8 label positions a frame around the model's own most likely alignments
-(`torch_model.pruned_rnnt_nll`): the joint, most of a step's time, then runs with gradient on 8 nodes a frame
-instead of U+1. `--repeat real-train.jsonl=2` trains on the clips of one corpus manifest twice an epoch, `--repeat
-generated=0.3` on a seeded 30% of the clips whose text is of that origin (`pack_features.py`); `--vtlp 0.9 1.1` warps
-each clip's mel axis by a factor from that range with the tempo kept, a new speaker's vocal tract; `--pitch 0.8 1.25`
-moves each clip's harmonics by a factor from that range with the formants and tempo kept, the same vocal tract at
-another voice pitch; `--tempo 0.8 0.95 --tempo-sources train.jsonl` slows the synthesized clips by 5 to 20% with the
-pitch and formants kept, and `real-train.jsonl=1.0:1.6` among the sources reads the real clips 1 to 1.6 times as fast
-(a joined pair takes its second clip's range); `--channel-share 0.5` moves half the clips' long-term spectral envelope
-part of the way to another clip's of the batch, another microphone, room or timbre; `--tilt-share 0.3` passes 30% of
-the clips through a random first-order filter (`--tilt-max 0.9`: `y[n] = x[n] - a x[n-1]` or its inverse, |a| <= 0.9),
-brighter or darker than any training clip; `--gain -3 3` draws each clip's level from 13 dB quieter to 13 dB louder
-(default ±1 nat, 4.3 dB); `--level` then brings each clip to the level the runtime's level control would
-(`rnnt.level`), so training sees what the runtime feeds the network. `--joint-bf16` runs the joint in bfloat16
-autocast (the LSTMs, the log-softmax and the loss's recursion stay in float32); `bench_step.py` times a step both
-ways, and on a CPU without bfloat16 instructions (AVX-512 BF16, AMX) the trainer warns that it is slower.
-`--snapshot-every 200` also writes the weights every 200 steps to `OUT/snapshots/step-N`, for `average_weights.py` to
-average checkpoints along a run. `--consistency 0.2` trains each batch as two views of its clips, one time warp and
-every other augmentation drawn for each, and adds 0.2 times the symmetric KL between the views' CTC posteriors
-(`consistency_kl`): the encoder learns what the two voices, channels and masks share. A step then costs twice the
-clips' work; the logged audio rate counts each clip once. `--speaker-adversary 0.2 --speaker-corpus
-runs/recipe-default/corpus` trains a classifier of who speaks (each real reader and synthesized voice the corpus
-manifests name) on the encoder's output frames and hands the encoder its gradient reversed, times 0.2 (reached over
-`--adversary-ramp` steps), so that the joint reads less of the speaker (`speaker_adversary.py`); it logs the
-classifier's loss and frame accuracy. `--join-share 0.5` joins the clips of half the batches end to end in pairs
-(`join_pairs`: half the rows at twice the length), so the encoder learns to read an utterance that follows another, as
-in a long stream where the runtime carries its state across endpoints (`scripts/state_probe.py` measures both starts).
+Each call trains until `--minutes` have passed or `--total-steps` is reached, resuming from `--state` (full state) or
+else from `--init` (weights only, e.g. those a previous machine returned). `--prune 8` trains the transducer on a band
+of 8 label positions a frame around the model's own most likely alignments (`torch_model.pruned_rnnt_nll`): the joint,
+most of a step's time, then runs with gradient on 8 nodes a frame instead of U+1. `--repeat real-train.jsonl=2` trains
+on the clips of one corpus manifest twice an epoch, `--repeat generated=0.3` on a seeded 30% of the clips whose text
+is of that origin (`pack_features.py`), `--repeat-ages 16:99=1.5 --ages ../shared/data/speechocean762/speakers.tsv` on
+the clips of readers aged 16 or more half as often again; `--vtlp 0.9 1.1` warps each clip's mel axis by a factor from
+that range with the tempo kept, a new speaker's vocal tract; `--pitch 0.8 1.25` moves each clip's harmonics by a
+factor from that range with the formants and tempo kept, the same vocal tract at another voice pitch; `--tempo 0.8
+0.95 --tempo-sources train.jsonl` slows the synthesized clips by 5 to 20% with the pitch and formants kept, and
+`real-train.jsonl=1.0:1.6` among the sources reads the real clips 1 to 1.6 times as fast (a joined pair takes its
+second clip's range); `--channel-share 0.5` moves half the clips' long-term spectral envelope part of the way to
+another clip's of the batch, another microphone, room or timbre; `--tilt-share 0.3` passes 30% of the clips through a
+random first-order filter (`--tilt-max 0.9`: `y[n] = x[n] - a x[n-1]` or its inverse, |a| <= 0.9), brighter or darker
+than any training clip; `--gain -3 3` draws each clip's level from 13 dB quieter to 13 dB louder (default ±1 nat, 4.3
+dB); `--level` then brings each clip to the level the runtime's level control would (`rnnt.level`), so training sees
+what the runtime feeds the network. `--joint-bf16` runs the joint in bfloat16 autocast (the LSTMs, the log-softmax and
+the loss's recursion stay in float32); `bench_step.py` times a step both ways, and on a CPU without bfloat16
+instructions (AVX-512 BF16, AMX) the trainer warns that it is slower. `--snapshot-every 200` also writes the weights
+every 200 steps to `OUT/snapshots/step-N`, for `average_weights.py` to average checkpoints along a run. `--consistency
+0.2` trains each batch as two views of its clips, one time warp and every other augmentation drawn for each, and adds
+0.2 times the symmetric KL between the views' CTC posteriors (`consistency_kl`): the encoder learns what the two
+voices, channels and masks share. A step then costs twice the clips' work; the logged audio rate counts each clip
+once. `--speaker-adversary 0.2 --speaker-corpus runs/recipe-default/corpus` trains a classifier of who speaks (each
+real reader and synthesized voice the corpus manifests name) on the encoder's output frames and hands the encoder its
+gradient reversed, times 0.2 (reached over `--adversary-ramp` steps), so that the joint reads less of the speaker
+(`speaker_adversary.py`); it logs the classifier's loss and frame accuracy. `--join-share 0.5` joins the clips of half
+the batches end to end in pairs (`join_pairs`: half the rows at twice the length), so the encoder learns to read an
+utterance that follows another, as in a long stream where the runtime carries its state across endpoints
+(`scripts/state_probe.py` measures both starts).
 """
 
 from __future__ import annotations
@@ -129,16 +130,50 @@ def clips_named(flag: str, name: str, train: np.ndarray, sources: np.ndarray, or
     return mask
 
 
+def clip_ages(ids: list[str], table: str) -> np.ndarray:
+    """Each clip's speaker age from a speakers table (utterance id, speaker, age, ...; tab-separated, a header
+    allowed), matched on the packed id after its corpus prefix (``speechocean762-000010011``); NaN where unknown."""
+    ages: dict[str, float] = {}
+    with open(table, encoding="utf-8") as f:
+        for line in f:
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) >= 3 and re.fullmatch(r"\d+(\.\d+)?", cols[2]):
+                ages[cols[0]] = float(cols[2])
+    return np.asarray([ages.get(i.partition("-")[2], math.nan) for i in ids], np.float64)
+
+
+def age_repeats(items: list[str], ages: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """Masks over all clips with their weights, one for each LO:HI=N of `--repeat-ages` (ages LO to HI, inclusive)."""
+    out = []
+    for item in items:
+        span, _, times = item.partition("=")
+        try:
+            lo, hi = (float(v) for v in span.split(":"))
+            n = float(times)
+        except ValueError:
+            lo = hi = n = math.nan
+        if not (lo <= hi and 0 < n < math.inf):
+            raise SystemExit(f"--repeat-ages wants LO:HI=N with LO <= HI and N a number > 0, got {item!r}")
+        mask = (ages >= lo) & (ages <= hi)
+        if not mask.any():
+            raise SystemExit(f"--repeat-ages {item}: no clip's speaker is aged {lo:g} to {hi:g}")
+        out.append((mask, n))
+    return out
+
+
 def repeat_sources(train: np.ndarray, sources: np.ndarray, repeats: list[str], origins: np.ndarray | None = None,
-                   seed: int = 0) -> np.ndarray:
+                   seed: int = 0, masks: list[tuple[np.ndarray, float]] = ()) -> np.ndarray:
     """The training indices with the clips of each SOURCE=N in `repeats` present N times an epoch.
 
     SOURCE is a corpus manifest or a text origin (`pack_features.py`); weights of overlapping items multiply. A
     fractional N keeps a seeded draw of the clips for its last copy: ``generated=0.3`` trains on 30% of the
-    generated sentences, ``real-train.jsonl=2.5`` on every real clip twice and half of them a third time.
+    generated sentences, ``real-train.jsonl=2.5`` on every real clip twice and half of them a third time. `masks`
+    (a mask over all clips, a weight: `age_repeats`) multiply in the same way.
     """
     origins = sources if origins is None else origins
     weight = np.ones(len(train))
+    for mask, n in masks:
+        weight[mask[train]] *= n
     for item in repeats:
         source, _, times = item.rpartition("=")
         try:
@@ -340,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", nargs="*", default=[], metavar="SOURCE=N",
                    help="train on the clips of a corpus manifest or text origin N times an epoch, e.g. "
                         "real-train.jsonl=3; a fraction keeps a seeded share, e.g. generated=0.3")
+    p.add_argument("--repeat-ages", nargs="*", default=[], metavar="LO:HI=N",
+                   help="weigh the clips whose speaker is aged LO to HI (--ages) N times, e.g. 16:99=1.5 0:15=0.6; "
+                        "multiplies with --repeat")
+    p.add_argument("--ages", metavar="TSV",
+                   help="speakers table for --repeat-ages: utterance id, speaker, age (speechocean762/speakers.tsv)")
     p.add_argument("--channel-share", type=float, default=0.0, metavar="SHARE",
                    help="share of clips given part of another clip's long-term spectral envelope (a channel transfer)")
     p.add_argument("--gain", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LO", "HI"),
@@ -395,7 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     max_frames = int(args.max_seconds * 100)
     train = np.flatnonzero((split == meta["splits"]["train"]) & (lengths <= max_frames) & (lengths >= fs))
     sources, origins = np.asarray(data["source"]), np.asarray(data["origin"])
-    train = repeat_sources(train, sources, args.repeat, origins, args.seed)
+    masks = []
+    if args.repeat_ages:
+        if not args.ages or ids is None:
+            raise SystemExit("--repeat-ages needs --ages and each pack's packed-ids.txt")
+        masks = age_repeats(args.repeat_ages, clip_ages(ids, args.ages))
+    train = repeat_sources(train, sources, args.repeat, origins, args.seed, masks)
     tempo_ranges = tempo_clip_ranges(train, sources, args.tempo_sources, tuple(args.tempo), origins)
     dev = np.flatnonzero(split == meta["splits"]["dev"]).tolist()
     noise = [feature_batch([data["feats"][i]], args, device)[0][0]
