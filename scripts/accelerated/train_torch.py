@@ -52,6 +52,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -162,7 +163,7 @@ def age_repeats(items: list[str], ages: np.ndarray) -> list[tuple[np.ndarray, fl
 
 
 def repeat_sources(train: np.ndarray, sources: np.ndarray, repeats: list[str], origins: np.ndarray | None = None,
-                   seed: int = 0, masks: list[tuple[np.ndarray, float]] = ()) -> np.ndarray:
+                   seed: int = 0, masks: Sequence[tuple[np.ndarray, float]] = ()) -> np.ndarray:
     """The training indices with the clips of each SOURCE=N in `repeats` present N times an epoch.
 
     SOURCE is a corpus manifest or a text origin (`pack_features.py`); weights of overlapping items multiply. A
