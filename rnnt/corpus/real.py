@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rnnt.corpus.reserved import Reserved, check_not_reserved_path, normalize
 
-__all__ = ["RealClip", "REAL_SETS", "fsdd_clips", "speechocean_clips", "real_clips"]
+__all__ = ["RealClip", "REAL_SETS", "fsdd_clips", "speaker_table", "speechocean_clips", "real_clips"]
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +70,22 @@ def fsdd_clips(shared: str | os.PathLike) -> list[RealClip]:
     return out
 
 
+def speaker_table(path: str | os.PathLike) -> dict[str, tuple[str, int | None]]:
+    """speechocean762's `speakers.tsv` (utterance id, speaker, age, gender): utterance id -> (speaker, age or None)."""
+    return {row[0]: (row[1], int(row[2]) if len(row) > 2 and row[2].isdigit() else None)
+            for row in _tsv(Path(path))}
+
+
 def speechocean_clips(shared: str | os.PathLike, dev_speakers: int = 10) -> list[RealClip]:
     folder = (Path(shared) / "data" / "speechocean762").resolve()
     check_not_reserved_path(folder, shared)
     if not (folder / "transcripts.tsv").is_file():
         log.warning("no speechocean762 at %s", folder)
         return []
-    speakers: dict[str, tuple[str, int]] = {}
-    if (folder / "speakers.tsv").is_file():
-        for row in _tsv(folder / "speakers.tsv"):
-            uid, spk = row[0], row[1]
-            age = int(row[2]) if len(row) > 2 and row[2].isdigit() else 99
-            speakers[uid] = (spk, age)
+    speakers = speaker_table(folder / "speakers.tsv") if (folder / "speakers.tsv").is_file() else {}
     ages: dict[str, int] = {}
     for spk, age in speakers.values():
-        ages[spk] = age
+        ages[spk] = 99 if age is None else age
     children = sorted((s for s in ages if ages[s] <= 15), key=_h)
     adults = sorted((s for s in ages if ages[s] > 15), key=_h)
     n_child = dev_speakers // 2

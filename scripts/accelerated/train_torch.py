@@ -62,6 +62,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 from feature_augment import LOG_FLOOR, Augmenter, level_features  # noqa: E402
 from import_weights import read_weights, write_weights  # noqa: E402  (numpy only, like rnnt.metrics)
+from rnnt.corpus.real import speaker_table  # noqa: E402
 from rnnt.data.batching import plan_batches  # noqa: E402
 from rnnt.metrics import align_counts  # noqa: E402
 from shard_format import read_shard, shard_codes, shard_number, shard_origins  # noqa: E402
@@ -132,14 +133,9 @@ def clips_named(flag: str, name: str, train: np.ndarray, sources: np.ndarray, or
 
 
 def clip_ages(ids: list[str], table: str) -> np.ndarray:
-    """Each clip's speaker age from a speakers table (utterance id, speaker, age, ...; tab-separated, a header
-    allowed), matched on the packed id after its corpus prefix (``speechocean762-000010011``); NaN where unknown."""
-    ages: dict[str, float] = {}
-    with open(table, encoding="utf-8") as f:
-        for line in f:
-            cols = line.rstrip("\n").split("\t")
-            if len(cols) >= 3 and re.fullmatch(r"\d+(\.\d+)?", cols[2]):
-                ages[cols[0]] = float(cols[2])
+    """Each clip's speaker age from a speakers table (`rnnt.corpus.real.speaker_table`), matched on the packed id
+    after its corpus prefix (``speechocean762-000010011``); NaN where unknown."""
+    ages = {uid: age for uid, (_, age) in speaker_table(table).items() if age is not None}
     return np.asarray([ages.get(i.partition("-")[2], math.nan) for i in ids], np.float64)
 
 
