@@ -644,6 +644,51 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     assert n == 4 and final.keys() == step4.keys() and any(not np.array_equal(final[k], step4[k]) for k in final)
     assert (tmp_path / "out" / "snapshots" / "step-2" / "model.json").read_text() == (
         tmp_path / "out" / "model.json").read_text()
+    # --init with a zero CTC head (a bundle's weights): --ctc-head-fit fits it first; a trained head is kept
+    import_weights_dir = tmp_path / "init"
+    zero_head = dict(final, **{k: np.zeros_like(v) for k, v in final.items() if k.startswith("ctc_head/")})
+    train_torch.write_weights(str(import_weights_dir), zero_head, 5, {k: getattr(TINY, k) for k in json.loads(
+        model_json.read_text())})
+    fresh = ["--data", str(data), "--model-json", str(model_json), "--device", "cpu", "--batch-seconds", "1.2",
+             "--max-batch", "2", "--eval-every", "1000", "--noise-share", "0", "--reverb-share", "0",
+             "--total-steps", "6", "--ctc-head-fit", "2"]
+    capsys.readouterr()
+    assert train_torch.main(fresh + ["--init", str(import_weights_dir), "--state", str(tmp_path / "s2"),
+                                     "--out", str(tmp_path / "o2")]) == 0
+    assert '{"ctc_head_fit": 2' in capsys.readouterr().err
+    assert train_torch.main(fresh + ["--init", str(tmp_path / "out"), "--state", str(tmp_path / "s3"),
+                                     "--out", str(tmp_path / "o3")]) == 0
+    assert "ctc_head_fit" not in capsys.readouterr().err
+
+
+def test_ctc_head_fit_trains_only_a_zero_head_and_lowers_its_loss(tmp_path):
+    torch = pytest.importorskip("torch")
+    import types
+
+    import train_torch
+    from torch_model import Transducer
+
+    model = Transducer(dataclasses.asdict(TINY), 0.0)
+    torch.nn.init.zeros_(model.ctc_head.weight)
+    torch.nn.init.zeros_(model.ctc_head.bias)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 48, TINY.num_mels, generator=g)
+    labels = torch.randint(1, TINY.vocab_size, (3, 4), generator=g)
+
+    def prepare(idx, step, paired):  # one fixed batch: the head can learn it
+        return idx, x, torch.full((3,), 48), labels, torch.full((3,), 4), torch.full((3,), 12), 1.44
+
+    log = io.StringIO()
+    args = types.SimpleNamespace(ctc_head_fit=100, ctc_head_lr=0.03)
+    train_torch.fit_ctc_head(model, prepare, [np.arange(3)] * 150, np.arange(3), args, 0, log)
+    records = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert [r["ctc_head_fit"] for r in records] == [50, 100]  # stops at --ctc-head-fit batches
+    assert records[1]["ctc_per_token"] < 0.7 * records[0]["ctc_per_token"]
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"ctc_head.weight", "ctc_head.bias"}
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_join_pairs_puts_each_pairs_features_and_tokens_end_to_end_and_counts_the_second_clip():

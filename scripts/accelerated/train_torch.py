@@ -39,7 +39,10 @@ gradient reversed, times 0.2 (reached over `--adversary-ramp` steps), so that th
 (`speaker_adversary.py`); it logs the classifier's loss and frame accuracy. `--join-share 0.5` joins the clips of half
 the batches end to end in pairs (`join_pairs`: half the rows at twice the length), so the encoder learns to read an
 utterance that follows another, as in a long stream where the runtime carries its state across endpoints
-(`scripts/state_probe.py` measures both starts).
+(`scripts/state_probe.py` measures both starts). A bundle holds no CTC head, so weights recovered from one
+(`weights_from_bundle.py`) bring it as zeros; `--ctc-head-fit 300` first fits it alone for 300 batches on the encoder
+held fixed (`fit_ctc_head`, its own AdamW at `--ctc-head-lr`), so that the auxiliary loss does not pull the trained
+encoder towards a head still learning.
 """
 
 from __future__ import annotations
@@ -245,6 +248,30 @@ def evaluate(model: Transducer, data: dict, dev: list[int], args, device) -> dic
 
 
 # ---------------------------------------------------------------- training
+def fit_ctc_head(model: Transducer, prepare, plan: list, train: np.ndarray, args, step: int, log) -> None:
+    """Fit a zero CTC head (``--ctc-head-fit``) on the encoder held fixed, before the run, so that the auxiliary loss
+    does not pull a trained encoder towards a head that has not learnt yet. Its own AdamW at ``--ctc-head-lr``; the
+    batches are augmented as in training (dropout on), from a plan of another seed."""
+    head_opt = torch.optim.AdamW(model.ctc_head.parameters(), lr=args.ctc_head_lr, weight_decay=0.0)
+    t0, losses = time.time(), []
+    for k, batch in enumerate(plan[:args.ctc_head_fit]):
+        _, x, _, labels, ulen_t, tlen, _ = prepare(train[batch], step + k, False)
+        with torch.no_grad():
+            enc = model.encode(x)
+        ctc = F.ctc_loss(model.ctc_head(enc).log_softmax(-1).transpose(0, 1), labels, tlen, ulen_t, blank=0,
+                         reduction="sum", zero_infinity=True) / ulen_t.sum().clamp(min=1)
+        head_opt.zero_grad(set_to_none=True)
+        ctc.backward()
+        head_opt.step()
+        losses.append(float(ctc.detach()))
+        if (k + 1) % 50 == 0 or k + 1 == min(len(plan), args.ctc_head_fit):
+            rec = {"ctc_head_fit": k + 1, "ctc_per_token": round(float(np.mean(losses[-50:])), 4),
+                   "minutes": round((time.time() - t0) / 60, 2)}
+            print(json.dumps(rec), file=sys.stderr, flush=True)
+            log.write(json.dumps(rec) + "\n")
+    model.zero_grad(set_to_none=True)
+
+
 def lr_at(step: int, args, time_share: float | None = None) -> float:
     """Linear warm-up over `args.warmup` steps from `args.warmup_from`, then cosine decay to `args.min_lr` at
     `args.total_steps`, or, where `time_share` is given (``--cosine-by-time``), at the end of the call's minutes:
@@ -355,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adversary-ramp", type=int, default=200, metavar="STEPS",
                    help="steps over which the reversal grows from 0 to W after the run's start")
     p.add_argument("--adversary-lr", type=float, default=1e-3, help="the speaker classifier's learning rate")
+    p.add_argument("--ctc-head-fit", type=int, default=0, metavar="BATCHES",
+                   help="when --init's CTC head is zeros (weights_from_bundle.py), first fit it alone for BATCHES "
+                        "batches on the encoder held fixed")
+    p.add_argument("--ctc-head-lr", type=float, default=1e-3, help="the CTC head fit's learning rate")
     p.add_argument("--ctc-only-steps", type=int, default=0, help="train the encoder on CTC alone this long first")
     p.add_argument("--dropout", type=float, default=0.15)
     p.add_argument("--speed", type=float, nargs=2, default=(0.85, 1.15))
@@ -455,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     state_path = os.path.join(args.state, "state.pt")
     step, epoch, position = 0, 0, 0  # position: batches of this epoch's plan already trained on
     st: dict = {}
+    fresh_ctc_head = False  # weights whose CTC head is zeros (weights_from_bundle.py: a bundle has none)
     if os.path.exists(state_path):
         st = torch.load(state_path, map_location=device)
         model.load_state_dict(st["model"])
@@ -467,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         model.load_tf_weights(w)
         print(f"started from weights of step {step} (fresh optimizer)", file=sys.stderr)
         args.warmup_from, args.warmup = step, min(args.warmup, 100)  # a short re-warmup for the fresh optimizer
+        fresh_ctc_head = not any(k.startswith("ctc_head/") and np.any(v) for k, v in w.items())
     else:
         sample = feature_batch([np.concatenate([data["feats"][i] for i in train[:400]])], args, device)[0][0]
         model.feature_mean.copy_(sample.mean(0))
@@ -492,7 +525,33 @@ def main(argv: list[str] | None = None) -> int:
     # Line-buffered: a run stopped by a signal (a session's end) keeps every line it logged.
     log = open(os.path.join(args.out, "log.jsonl"), "a", encoding="utf-8", buffering=1)
     deadline = t_start + args.minutes * 60
-    t_train = time.time()
+
+    def prepare(idx: np.ndarray, step: int, paired: bool) -> tuple:
+        """One batch of clips `idx` as the network trains on it: joined in pairs (``--join-share``), augmented,
+        padded to the frame stack, SpecAugmented. Returns the rows' clips, features, frame lengths, labels, label
+        lengths, encoder lengths and the seconds of distinct audio."""
+        feat_items, token_items = [data["feats"][i] for i in idx], [data["tokens"][i] for i in idx]
+        if args.join_share and np.random.default_rng([args.seed, step]).random() < args.join_share:
+            feat_items, token_items, idx = join_pairs(idx, data["feats"], data["tokens"])
+        x, flen_t = feature_batch(feat_items, args, device)
+        seconds = float(flen_t.sum()) / 100
+        if paired:
+            idx, token_items = np.concatenate([idx, idx]), token_items + token_items
+            x, flen_t = torch.cat([x, x]), torch.cat([flen_t, flen_t])
+        x, flen_t = aug(x, flen_t, gen, None if tempo_ranges is None else torch.as_tensor(tempo_ranges[idx]), paired)
+        x = F.pad(x, (0, 0, 0, (-x.shape[1]) % fs), value=LOG_FLOOR)
+        # SpecAugment on normalized features, masks set to the mean (0 after normalization)
+        x = aug.spec_augment(x, flen_t, gen, model.feature_mean.expand_as(x))
+        labels, ulen = pad_batch(token_items, np.int64)
+        labels, ulen_t = torch.as_tensor(labels, device=device), torch.as_tensor(ulen, device=device)
+        return idx, x, flen_t, labels, ulen_t, torch.clamp(flen_t // fs, min=1), seconds
+
+    if fresh_ctc_head and args.ctc_head_fit:
+        fit_ctc_head(model, prepare, plan_batches(lengths[train] / 100, batch_seconds=args.batch_seconds,
+                                                  max_batch_size=args.max_batch, max_duration=args.max_seconds,
+                                                  seed=args.seed + 1, epoch=0, sort_window=args.max_batch * 20),
+                     train, args, step, log)
+    t_train = time.time()  # the cosine by time starts here
 
     def time_share() -> float | None:
         return (time.time() - t_train) / max(deadline - t_train, 1.0) if args.cosine_by_time else None
@@ -507,23 +566,8 @@ def main(argv: list[str] | None = None) -> int:
                             max_duration=args.max_seconds, seed=args.seed, epoch=epoch, sort_window=args.max_batch * 20)
         for batch in plan[position:]:
             position += 1
-            idx = train[batch]
-            feat_items, token_items = [data["feats"][i] for i in idx], [data["tokens"][i] for i in idx]
-            if args.join_share and np.random.default_rng([args.seed, step]).random() < args.join_share:
-                feat_items, token_items, idx = join_pairs(idx, data["feats"], data["tokens"])
-            x, flen_t = feature_batch(feat_items, args, device)
-            audio_seconds += float(flen_t.sum()) / 100
-            if paired:
-                idx, token_items = np.concatenate([idx, idx]), token_items + token_items
-                x, flen_t = torch.cat([x, x]), torch.cat([flen_t, flen_t])
-            x, flen_t = aug(x, flen_t, gen, None if tempo_ranges is None else torch.as_tensor(tempo_ranges[idx]), paired)
-            pad = (-x.shape[1]) % fs
-            x = F.pad(x, (0, 0, 0, pad), value=LOG_FLOOR)
-            # SpecAugment on normalized features, masks set to the mean (0 after normalization)
-            x = aug.spec_augment(x, flen_t, gen, model.feature_mean.expand_as(x))
-            labels, ulen = pad_batch(token_items, np.int64)
-            labels, ulen_t = torch.as_tensor(labels, device=device), torch.as_tensor(ulen, device=device)
-            tlen = torch.clamp(flen_t // fs, min=1)
+            idx, x, flen_t, labels, ulen_t, tlen, seconds = prepare(train[batch], step, paired)
+            audio_seconds += seconds
             enc = model.encode(x)
             transducer = step >= args.ctc_only_steps  # else an encoder warm-up on CTC alone, the transducer watched
             joint_precision = torch.autocast(device.type, torch.bfloat16, enabled=args.joint_bf16)
