@@ -551,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
                                                   max_batch_size=args.max_batch, max_duration=args.max_seconds,
                                                   seed=args.seed + 1, epoch=0, sort_window=args.max_batch * 20),
                      train, args, step, log)
+    elif args.ctc_head_fit:
+        print("--ctc-head-fit: the CTC head is trained already (a full state or a trained --init); not fitted",
+              file=sys.stderr)
     t_train = time.time()  # the cosine by time starts here
 
     def time_share() -> float | None:
