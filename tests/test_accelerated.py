@@ -645,15 +645,13 @@ def test_training_resumes_its_full_state_where_the_last_call_stopped(tmp_path, c
     assert (tmp_path / "out" / "snapshots" / "step-2" / "model.json").read_text() == (
         tmp_path / "out" / "model.json").read_text()
     # --init with a zero CTC head (a bundle's weights): --ctc-head-fit fits it first; a trained head is kept
-    import_weights_dir = tmp_path / "init"
     zero_head = dict(final, **{k: np.zeros_like(v) for k, v in final.items() if k.startswith("ctc_head/")})
-    train_torch.write_weights(str(import_weights_dir), zero_head, 5, {k: getattr(TINY, k) for k in json.loads(
-        model_json.read_text())})
+    train_torch.write_weights(str(tmp_path / "init"), zero_head, 5, json.loads(model_json.read_text()))
     fresh = ["--data", str(data), "--model-json", str(model_json), "--device", "cpu", "--batch-seconds", "1.2",
              "--max-batch", "2", "--eval-every", "1000", "--noise-share", "0", "--reverb-share", "0",
              "--total-steps", "6", "--ctc-head-fit", "2"]
     capsys.readouterr()
-    assert train_torch.main(fresh + ["--init", str(import_weights_dir), "--state", str(tmp_path / "s2"),
+    assert train_torch.main(fresh + ["--init", str(tmp_path / "init"), "--state", str(tmp_path / "s2"),
                                      "--out", str(tmp_path / "o2")]) == 0
     assert '{"ctc_head_fit": 2' in capsys.readouterr().err
     assert train_torch.main(fresh + ["--init", str(tmp_path / "out"), "--state", str(tmp_path / "s3"),

@@ -526,6 +526,11 @@ def main(argv: list[str] | None = None) -> int:
     log = open(os.path.join(args.out, "log.jsonl"), "a", encoding="utf-8", buffering=1)
     deadline = t_start + args.minutes * 60
 
+    def plan_of(seed: int, epoch: int) -> list:
+        """The training clips' batches (positions in `train`) for one epoch of a seed."""
+        return plan_batches(lengths[train] / 100, batch_seconds=args.batch_seconds, max_batch_size=args.max_batch,
+                            max_duration=args.max_seconds, seed=seed, epoch=epoch, sort_window=args.max_batch * 20)
+
     def prepare(idx: np.ndarray, step: int, paired: bool) -> tuple:
         """One batch of clips `idx` as the network trains on it: joined in pairs (``--join-share``), augmented,
         padded to the frame stack, SpecAugmented. Returns the rows' clips, features, frame lengths, labels, label
@@ -547,10 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         return idx, x, flen_t, labels, ulen_t, torch.clamp(flen_t // fs, min=1), seconds
 
     if fresh_ctc_head and args.ctc_head_fit:
-        fit_ctc_head(model, prepare, plan_batches(lengths[train] / 100, batch_seconds=args.batch_seconds,
-                                                  max_batch_size=args.max_batch, max_duration=args.max_seconds,
-                                                  seed=args.seed + 1, epoch=0, sort_window=args.max_batch * 20),
-                     train, args, step, log)
+        fit_ctc_head(model, prepare, plan_of(args.seed + 1, 0), train, args, step, log)
     elif args.ctc_head_fit:
         print("--ctc-head-fit: the CTC head is trained already (a full state or a trained --init); not fitted",
               file=sys.stderr)
@@ -565,8 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     done = False
     saved = time.time()
     while not done:
-        plan = plan_batches(lengths[train] / 100, batch_seconds=args.batch_seconds, max_batch_size=args.max_batch,
-                            max_duration=args.max_seconds, seed=args.seed, epoch=epoch, sort_window=args.max_batch * 20)
+        plan = plan_of(args.seed, epoch)
         for batch in plan[position:]:
             position += 1
             idx, x, flen_t, labels, ulen_t, tlen, seconds = prepare(train[batch], step, paired)
