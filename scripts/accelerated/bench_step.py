@@ -17,12 +17,11 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.abspath(os.path.dirname(__file__)))
 
 from import_weights import read_weights  # noqa: E402
-from torch_model import Transducer, pruned_rnnt_nll  # noqa: E402
+from torch_model import Transducer, ctc_nll, pruned_rnnt_nll  # noqa: E402
 
 MODES = {"float32": (False, False), "joint-bf16": (False, True), "all-bf16": (True, True)}
 
@@ -38,8 +37,7 @@ def step(model: Transducer, x, labels, t_len, u_len, width: int, mode: str) -> d
         with torch.autocast("cpu", torch.bfloat16, enabled=joint):
             enc_j, pred_j = model.joint_inputs(enc, pred)
             nll, _ = pruned_rnnt_nll(model.joint, enc_j, pred_j, labels, t_len, u_len, width)
-        ctc = F.ctc_loss(model.ctc_head(enc).float().log_softmax(-1).transpose(0, 1), labels, t_len, u_len,
-                         reduction="sum", zero_infinity=True)
+        ctc = ctc_nll(model.ctc_head(enc).float().log_softmax(-1), labels, t_len, u_len).sum()
     loss = (nll.sum() + 0.5 * ctc) / u_len.sum()
     t2 = time.perf_counter()
     model.zero_grad(set_to_none=True)

@@ -169,6 +169,12 @@ def rnnt_nll(logits: torch.Tensor, labels: torch.Tensor, t_len: torch.Tensor, u_
     return band_nll(blank, lab, labels.new_zeros(blank.shape[:2]), t_len, u_len)
 
 
+def ctc_nll(log_probs: torch.Tensor, labels: torch.Tensor, t_len: torch.Tensor, u_len: torch.Tensor) -> torch.Tensor:
+    """Per-utterance CTC negative log-likelihood of `log_probs` [B, T, V] (blank 0); an utterance that cannot be aligned
+    in its frames counts 0."""
+    return F.ctc_loss(log_probs.transpose(0, 1), labels, t_len, u_len, blank=0, reduction="none", zero_infinity=True)
+
+
 def prune_starts(blank: torch.Tensor, lab: torch.Tensor, t_len: torch.Tensor, u_len: torch.Tensor,
                  width: int) -> torch.Tensor:
     """Where each row's band of `width` nodes starts [B, T]: the window holding the most posterior occupancy of

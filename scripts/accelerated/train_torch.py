@@ -70,7 +70,7 @@ from rnnt.data.batching import plan_batches  # noqa: E402
 from rnnt.metrics import align_counts  # noqa: E402
 from shard_format import read_shard, shard_codes, shard_number, shard_origins  # noqa: E402
 from speaker_adversary import SpeakerAdversary, clip_speakers, pack_ids  # noqa: E402
-from torch_model import Transducer, pruned_rnnt_nll, rnnt_nll  # noqa: E402
+from torch_model import Transducer, ctc_nll, pruned_rnnt_nll, rnnt_nll  # noqa: E402
 
 
 # ---------------------------------------------------------------- data
@@ -258,8 +258,7 @@ def fit_ctc_head(model: Transducer, prepare, plan: list, train: np.ndarray, args
         _, x, _, labels, ulen_t, tlen, _ = prepare(train[batch], step + k, False)
         with torch.no_grad():
             enc = model.encode(x)
-        ctc = F.ctc_loss(model.ctc_head(enc).log_softmax(-1).transpose(0, 1), labels, tlen, ulen_t, blank=0,
-                         reduction="sum", zero_infinity=True) / ulen_t.sum().clamp(min=1)
+        ctc = ctc_nll(model.ctc_head(enc).log_softmax(-1), labels, tlen, ulen_t).sum() / ulen_t.sum().clamp(min=1)
         head_opt.zero_grad(set_to_none=True)
         ctc.backward()
         head_opt.step()
@@ -583,8 +582,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     nll = rnnt_nll(model.lattice(enc, model.predict(labels)), labels, tlen, ulen_t)
             ctc_log_probs = model.ctc_head(enc).log_softmax(-1)
-            ctc = F.ctc_loss(ctc_log_probs.transpose(0, 1), labels, tlen, ulen_t, blank=0, reduction="none",
-                             zero_infinity=True)
+            ctc = ctc_nll(ctc_log_probs, labels, tlen, ulen_t)
             tokens = ulen_t.sum().clamp(min=1)
             loss = ((nll.sum() if transducer else 0.0) + (args.ctc_weight if transducer else 1.0) * ctc.sum()) / tokens
             if paired:
