@@ -1071,7 +1071,7 @@ def test_retarget_vocab_command_writes_weights_for_a_sentencepiece_tokenizer(tmp
     assert (step, cfg["vocab_size"]) == (321, 20) and moved["joint/out/w"].shape == (TINY.joint_dim, 20)
 
 
-def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_path, capsys):
+def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_path, capsys, monkeypatch):
     pytest.importorskip("ai_edge_litert")
     import screen_weights
     import weights_from_bundle
@@ -1113,11 +1113,22 @@ def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_pa
     compared = capsys.readouterr().out.split("against steps-100-200-2")[1].splitlines()[1:]
     assert [line.split()[0] for line in compared] == ["steps-200-300-2", "snap2-step-200", "soup-step-200"]
     assert all("dev " in line and "worse in" in line for line in compared)
+    asked = []
+    real_mean_bootstrap = screen_weights.mean_bootstrap
+    def counted(pairs, draws=2000, seed=0):
+        asked.append(draws)
+        return real_mean_bootstrap(pairs, draws, seed)
+    monkeypatch.setattr(screen_weights, "mean_bootstrap", counted)
+    assert screen_weights.main(argv + ["--baseline", "steps-100-200-2", "--draws", "300"]) == 0
+    assert asked and set(asked) == {300}  # every set's bootstrap, and the mean's, over the draws asked for
+    assert "300 resamples" in capsys.readouterr().out
     for bad in (folders + ["--mean", "4"], [str(tmp_path / "no-such-run")]):  # usage errors, no traceback
         with pytest.raises(SystemExit):
             screen_weights.main(bad + ["--work-dir", str(work), "--out", str(tmp_path / "x")])
     with pytest.raises(SystemExit):
         screen_weights.main(argv + ["--baseline", "not-screened"])
+    with pytest.raises(SystemExit):
+        screen_weights.main(argv + ["--baseline", "steps-100-200-2", "--draws", "0"])
     # the same weights screened as another bundle mode keep the first mode's results files
     float_results = tmp_path / "screen" / "soup-step-200-float32-beam2-dev.jsonl"
     kept = float_results.read_text()

@@ -150,12 +150,14 @@ def results_path(out: Path, name: str, mode: str, beam: int, set_name: str) -> P
 
 
 def _difference_text(diff: float, sd: float, worse: float) -> str:
-    return f"{100 * diff:+.2f} (sd {100 * sd:.2f}, worse in {100 * worse:.0f}%)"
+    return f"{100 * diff:+.2f} (sd {100 * sd:.2f}, worse in {100 * worse:.1f}%)"
 
 
-def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Path, mode: str, beam: int) -> None:
-    """Print each candidate's WER difference from `baseline` a set, with its paired-bootstrap spread."""
-    print(f"against {baseline}: WER difference a set (paired bootstrap over utterances)")
+def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Path, mode: str, beam: int,
+                 draws: int = 2000) -> None:
+    """Print each candidate's WER difference from `baseline` a set, with its paired-bootstrap spread over `draws`
+    resamples."""
+    print(f"against {baseline}: WER difference a set (paired bootstrap over utterances, {draws} resamples)")
     paths = {s: results_path(out, baseline, mode, beam, s) for s in sets}
     base = {s: word_counts(path) for s, path in paths.items() if path.exists()}  # read once, not per candidate
     for row in rows:
@@ -170,9 +172,9 @@ def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Pat
             other = word_counts(other_path)
             ids = sorted(set(base[set_name]) & set(other))
             pairs.append(([base[set_name][i] for i in ids], [other[i] for i in ids]))
-            cells.append(f"{set_name} " + _difference_text(*paired_bootstrap(*pairs[-1])))
+            cells.append(f"{set_name} " + _difference_text(*paired_bootstrap(*pairs[-1], draws=draws)))
         if len(pairs) > 1:
-            cells.append(f"mean of {len(pairs)} sets " + _difference_text(*mean_bootstrap(pairs)))
+            cells.append(f"mean of {len(pairs)} sets " + _difference_text(*mean_bootstrap(pairs, draws)))
         print(f"  {row['name']}  " + "  ".join(cells))
 
 
@@ -214,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", metavar="NAME",
                    help="a screened candidate (e.g. the shipped weights) to compare the others with, utterance by "
                         "utterance (paired bootstrap)")
+    p.add_argument("--draws", type=int, default=2000,
+                   help="resamples of the paired bootstrap (default 2000); more where a share is near a rule's "
+                        "border")
     args = p.parse_args(argv)
 
     from rnnt.recipe import PRESETS, Recipe, evaluate_bundle
@@ -225,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"(`rnnt recipe {args.recipe} --stages corpus,tokenizer` makes it)")
     tokens = list(load_tokenizer(str(recipe.tokenizer_path)).tokens)
     args.beam = args.beam or recipe.cfg.eval_beam
+    if args.draws < 1:
+        p.error(f"--draws {args.draws}: need at least 1")
     try:
         groups = candidates(args.folders, args.mean, args.stride)
         sets = dev_sets(recipe, args.sets)
@@ -280,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline not in {r["name"] for r in rows}:
             p.error(f"--baseline {args.baseline}: not a candidate screened in {log} "
                     f"({', '.join(r['name'] for r in rows)})")
-        compare_with(args.baseline, rows, sets, out, args.mode, args.beam)
+        compare_with(args.baseline, rows, sets, out, args.mode, args.beam, args.draws)
     return 0
 
 
