@@ -1115,6 +1115,7 @@ def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_pa
     assert all("dev " in line and "worse in" in line for line in compared)
     asked = []
     real_mean_bootstrap = screen_weights.mean_bootstrap
+
     def counted(pairs, draws=2000, seed=0):
         asked.append(draws)
         return real_mean_bootstrap(pairs, draws, seed)

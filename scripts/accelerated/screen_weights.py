@@ -12,7 +12,8 @@ With `--baseline NAME` (a candidate screened into the same OUT, e.g. the shipped
 candidate's WER difference from it is printed a set with its paired-bootstrap standard deviation and the share of
 resamples in which it is worse: whether a difference is more than the dev sets' sampling noise. The mean of the sets'
 differences follows (each set resampled on its own, each weighed alike): small gains on every set can add up to more
-than their noise.
+than their noise. `--draws N` sets the resamples (2000 by default); run again with more, which decodes nothing again,
+where a share sits near a rule's border.
 
 With `--ensemble`, a group of N folders (`--mean N`, or all the folders with `--mean 0`) is not averaged: each folder
 is exported on its own and the bundles are decoded together (`ensemble_step.py`: their joints combined at every step
@@ -220,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="resamples of the paired bootstrap (default 2000); more where a share is near a rule's "
                         "border")
     args = p.parse_args(argv)
+    if args.draws < 1:
+        p.error(f"--draws {args.draws}: need at least 1")
 
     from rnnt.recipe import PRESETS, Recipe, evaluate_bundle
     from rnnt.tokens import load_tokenizer
@@ -230,8 +233,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"(`rnnt recipe {args.recipe} --stages corpus,tokenizer` makes it)")
     tokens = list(load_tokenizer(str(recipe.tokenizer_path)).tokens)
     args.beam = args.beam or recipe.cfg.eval_beam
-    if args.draws < 1:
-        p.error(f"--draws {args.draws}: need at least 1")
     try:
         groups = candidates(args.folders, args.mean, args.stride)
         sets = dev_sets(recipe, args.sets)
