@@ -44,6 +44,7 @@ from ensemble_step import evaluate_ensemble  # noqa: E402
 from import_weights import assign, named_variables, read_weights  # noqa: E402
 
 DEFAULT_SETS = ("real-dev", "real-dev-lj", "synthetic-dev", "speechocean-dev")
+DRAWS = 2000  # the paired bootstrap's resamples unless --draws says otherwise
 
 
 def step_of(folder: str) -> int:
@@ -114,14 +115,14 @@ def _differences(base: Counts, other: Counts, picks: np.ndarray) -> tuple[float,
     return float((e_other.sum() - e_base.sum()) / max(words.sum(), 1)), diffs
 
 
-def paired_bootstrap(base: Counts, other: Counts, draws: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap(base: Counts, other: Counts, draws: int = DRAWS, seed: int = 0) -> tuple[float, float, float]:
     """Two candidates' (word errors, reference words) on the same utterances: the WER difference other - base,
     its standard deviation over `draws` resamples of the utterances (the same draw for both), and the share of
     resamples in which `other` is worse. Tells a real difference from the dev sets' sampling noise."""
     return mean_bootstrap([(base, other)], draws, seed)
 
 
-def mean_bootstrap(pairs: list[tuple[Counts, Counts]], draws: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def mean_bootstrap(pairs: list[tuple[Counts, Counts]], draws: int = DRAWS, seed: int = 0) -> tuple[float, float, float]:
     """`paired_bootstrap` of the mean WER difference over several dev sets (one (base, other) pair a set), each
     set resampled on its own: whether a candidate's small gains on every set add up to more than their noise."""
     rng = np.random.default_rng(seed)
@@ -155,7 +156,7 @@ def _difference_text(diff: float, sd: float, worse: float) -> str:
 
 
 def compare_with(baseline: str, rows: list[dict], sets: dict[str, str], out: Path, mode: str, beam: int,
-                 draws: int = 2000) -> None:
+                 draws: int = DRAWS) -> None:
     """Print each candidate's WER difference from `baseline` a set, with its paired-bootstrap spread over `draws`
     resamples."""
     print(f"against {baseline}: WER difference a set (paired bootstrap over utterances, {draws} resamples)")
@@ -217,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", metavar="NAME",
                    help="a screened candidate (e.g. the shipped weights) to compare the others with, utterance by "
                         "utterance (paired bootstrap)")
-    p.add_argument("--draws", type=int, default=2000,
-                   help="resamples of the paired bootstrap (default 2000); more where a share is near a rule's "
+    p.add_argument("--draws", type=int, default=DRAWS,
+                   help=f"resamples of the paired bootstrap (default {DRAWS}); more where a share is near a rule's "
                         "border")
     args = p.parse_args(argv)
     if args.draws < 1:
