@@ -1116,7 +1116,7 @@ def test_screen_weights_decodes_the_means_of_snapshots_in_a_row_once_each(tmp_pa
     asked = []
     real_mean_bootstrap = screen_weights.mean_bootstrap
 
-    def counted(pairs, draws=2000, seed=0):
+    def counted(pairs, draws=screen_weights.DRAWS, seed=0):
         asked.append(draws)
         return real_mean_bootstrap(pairs, draws, seed)
     monkeypatch.setattr(screen_weights, "mean_bootstrap", counted)
